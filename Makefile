@@ -1,0 +1,47 @@
+# make run: set up .venv, build the core, serve on 127.0.0.1:8080 with data in ./data.
+# make test: the same set-up, then the whole test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8080
+DATA ?= ./data
+
+.PHONY: all venv build run test unit functional annotate bench locust clean
+
+all: build
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(STAMP)
+
+chatsrv/_core.cpython%.so: chatsrv/_core.pyx $(STAMP)
+	$(PY) setup.py -q build_ext --inplace
+
+build: $(STAMP) chatsrv/_core.pyx
+	$(PY) setup.py -q build_ext --inplace
+	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+
+run: build
+	$(VENV)/bin/chatsrv serve --host $(HOST) --port $(PORT) --data $(DATA)
+
+test: build
+	$(PY) -m pytest -q -p no:cacheprovider tests
+
+unit: build
+	$(PY) -m pytest -q tests/unit
+
+functional: build
+	$(PY) -m pytest -q tests/functional
+
+annotate: $(STAMP)
+	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force
+	@echo "see chatsrv/_core.html"
+
+clean:
+	rm -rf build chatsrv/*.so chatsrv/_core.c chatsrv/_core.html *.egg-info

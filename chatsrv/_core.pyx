@@ -1,0 +1,428 @@
+# cython: language_level=3
+"""The routing core: connections, the in-memory tables, and per-recipient work.
+
+`Conn` is one WebSocket (a picows listener as a cdef class, so frames arrive
+without Python's call protocol): it reassembles fragments, enforces the frame
+cap, UTF-8, close handshake and the request rate, then hands each complete
+text message to the hub once. `Router` holds who is connected and fans events
+out: an event is encoded once and only the recipient's inbox position is
+spliced into the bytes. Nothing in here runs Python code per recipient, and
+nothing here touches the disk except through the calls the store gives it.
+"""
+cimport cython
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyByteArray_Resize
+from cpython.unicode cimport PyUnicode_DecodeUTF8
+from libc.string cimport memcpy
+from libc.stdint cimport uint64_t, uint8_t
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+
+from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
+
+import logging
+
+log = logging.getLogger("chatsrv.core")
+
+DEF HEADROOM = 14        # picows writes the frame header in front of the payload
+DEF DIGITS_END = 54      # HEADROOM + len(prefix) + 20 digits: where an inbox number ends
+
+cdef bytes MSG_PREFIX = b'{"ev":"msg","inbox":'
+cdef Py_ssize_t MSG_PREFIX_LEN = 20
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef inline Py_ssize_t _put_digits(char* end, uint64_t v) noexcept:
+    """Writes v in decimal so that its last digit is just before `end`; returns the count."""
+    cdef Py_ssize_t n = 0
+    while True:
+        n += 1
+        end[-n] = <char>(48 + v % 10)
+        v //= 10
+        if v == 0:
+            return n
+
+
+cdef inline void _put_u64be(char* p, uint64_t v) noexcept:
+    cdef int i
+    for i in range(8):
+        p[7 - i] = <char>(v & 0xff)
+        v >>= 8
+
+
+cdef inline uint64_t _get_u64be(const uint8_t* p) noexcept:
+    cdef uint64_t v = 0
+    cdef int i
+    for i in range(8):
+        v = (v << 8) | p[i]
+    return v
+
+
+cpdef bytes key_u64(bytes prefix, uint64_t v):
+    """prefix + big-endian v: the store's keys for inboxes and messages."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(prefix)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + 8)
+    cdef char* p = PyBytes_AS_STRING(out)
+    memcpy(p, PyBytes_AS_STRING(prefix), n)
+    _put_u64be(p + n, v)
+    return out
+
+
+cpdef uint64_t tail_u64(bytes key):
+    """The big-endian number in the last 8 bytes of a key."""
+    return _get_u64be(<const uint8_t*>PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(key) - 8)
+
+
+cdef class Conn(WSListener):
+    """One WebSocket connection. Public fields are read and set by the hub."""
+
+    cdef public object hub
+    cdef public Router router
+    cdef public WSTransport transport
+    cdef public str user
+    cdef public str device
+    cdef public bytes token_mac
+    cdef public str addr
+    cdef public bint authed
+    # While the backlog is replayed, live fan-out skips this connection; the
+    # replay reads the store up to the newest commit, so nothing is missed.
+    cdef public bint replaying
+    cdef public bint paused
+    cdef public bint closing
+    cdef public uint64_t last_sent      # highest inbox position sent on this connection
+    cdef public object timer
+    cdef public object resume_cb        # called once when writing resumes (replay waits on it)
+    cdef public object extra            # hub-owned per-connection data (watches and such)
+
+    cdef bytearray _frag
+    cdef bint _in_frag
+    cdef Py_ssize_t _max_frame
+    cdef double _tokens
+    cdef double _refilled
+    cdef double _rate
+    cdef double _burst
+    cdef int _limited
+    cdef int _close_after
+
+    def __init__(self, hub, Router router, str addr, Py_ssize_t max_frame, double rate, double burst,
+                 int close_after):
+        self.hub = hub
+        self.router = router
+        self.addr = addr
+        self._max_frame = max_frame
+        self._rate = rate
+        self._burst = burst
+        self._tokens = burst
+        self._refilled = _now()
+        self._close_after = close_after
+        self._frag = bytearray()
+
+    cpdef on_ws_connected(self, WSTransport transport):
+        self.transport = transport
+        transport.underlying_transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
+        self.router.opened(self)
+        self.hub.on_open(self)
+
+    cpdef on_ws_disconnected(self, WSTransport transport):
+        self.closing = True
+        self.router.closed(self)
+        self.hub.on_close(self)
+
+    cpdef pause_writing(self):
+        self.paused = True
+
+    cpdef resume_writing(self):
+        self.paused = False
+        cb = self.resume_cb
+        if cb is not None:
+            self.resume_cb = None
+            cb()
+
+    cpdef close(self, int code, str reason):
+        """Sends CLOSE with code and drops the connection; safe to call twice."""
+        if self.closing:
+            return
+        self.closing = True
+        if self.transport is not None:
+            self.transport.send_close(<WSCloseCode>code, reason.encode())
+            self.transport.disconnect()
+
+    cpdef send(self, bytes data):
+        if not self.closing:
+            self.transport.send(WSMsgType.TEXT, data)
+
+    cpdef Py_ssize_t backlog(self):
+        """Bytes written but not yet taken by the kernel."""
+        return self.transport.underlying_transport.get_write_buffer_size()
+
+    cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
+        cdef WSMsgType t = frame.msg_type
+        cdef Py_ssize_t n
+        if self.closing:
+            return
+        if t == WSMsgType.TEXT or t == WSMsgType.BINARY or t == WSMsgType.CONTINUATION:
+            if frame.rsv1 or frame.rsv2 or frame.rsv3:
+                self.close(WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
+                return
+            if t == WSMsgType.CONTINUATION:
+                if not self._in_frag:
+                    self.close(WSCloseCode.PROTOCOL_ERROR, "continuation without a started message")
+                    return
+                n = PyByteArray_GET_SIZE(self._frag)
+                if n + frame.payload_size > self._max_frame:
+                    self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+                    return
+                PyByteArray_Resize(self._frag, n + frame.payload_size)
+                memcpy(PyByteArray_AS_STRING(self._frag) + n, frame.payload_ptr, frame.payload_size)
+                if frame.fin:
+                    self._in_frag = False
+                    self._message(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
+                    PyByteArray_Resize(self._frag, 0)
+                return
+            if self._in_frag:
+                self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+                return
+            if t == WSMsgType.BINARY:
+                self.close(WSCloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
+                return
+            if frame.payload_size > self._max_frame:
+                self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
+                return
+            if not frame.fin:
+                self._in_frag = True
+                PyByteArray_Resize(self._frag, frame.payload_size)
+                memcpy(PyByteArray_AS_STRING(self._frag), frame.payload_ptr, frame.payload_size)
+                return
+            self._message(frame.payload_ptr, frame.payload_size)
+        elif t == WSMsgType.CLOSE:
+            self._answer_close(frame)
+
+    cdef _answer_close(self, WSFrame frame):
+        cdef int code = 1000
+        if frame.payload_size == 1:
+            code = 1002
+        elif frame.payload_size >= 2:
+            code = frame.get_close_code()
+            if not (code in (1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014)
+                    or 3000 <= code <= 4999):
+                code = 1002
+            else:
+                try:
+                    frame.get_close_reason()
+                except UnicodeDecodeError:
+                    code = 1007
+        self.closing = True
+        self.transport.send_close(<WSCloseCode>code)
+        self.transport.disconnect()
+
+    cdef _message(self, char* data, Py_ssize_t size):
+        cdef double now
+        try:
+            text = PyUnicode_DecodeUTF8(data, size, NULL)
+        except UnicodeDecodeError:
+            self.close(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+            return
+        now = _now()
+        self._tokens += (now - self._refilled) * self._rate
+        self._refilled = now
+        if self._tokens > self._burst:
+            self._tokens = self._burst
+        if self._tokens < 1.0:
+            self._limited += 1
+            if self._limited >= self._close_after:
+                self.close(WSCloseCode.POLICY_VIOLATION, "request rate limit exceeded")
+            else:
+                self.hub.on_limited(self, text)
+            return
+        self._tokens -= 1.0
+        self._limited = 0
+        self.router.n_requests += 1
+        self.hub.on_request(self, text)
+
+
+@cython.final
+cdef class Router:
+    """Who is connected, and fan-out. Users map to the list of their authenticated connections."""
+
+    cdef public dict users
+    # conv -> list of member names; filled from the store on first use
+    cdef public dict members
+    cdef public Py_ssize_t write_limit
+    cdef bytearray _buf
+    cdef public unsigned long long n_open
+    cdef public unsigned long long n_opened
+    cdef public unsigned long long n_authed
+    cdef public unsigned long long n_requests
+    cdef public unsigned long long n_messages
+    cdef public unsigned long long n_delivered
+    cdef public unsigned long long n_events
+    cdef public unsigned long long n_slow_closed
+
+    def __init__(self, Py_ssize_t write_limit):
+        self.users = {}
+        self.members = {}
+        self.write_limit = write_limit
+        self._buf = bytearray(DIGITS_END)
+
+    cpdef opened(self, Conn c):
+        self.n_open += 1
+        self.n_opened += 1
+
+    cpdef closed(self, Conn c):
+        self.n_open -= 1
+        if c.authed:
+            self.detach(c)
+
+    cpdef attach(self, Conn c):
+        """c is now authenticated as c.user: it receives that user's events."""
+        conns = self.users.get(c.user)
+        if conns is None:
+            self.users[c.user] = [c]
+        else:
+            conns.append(c)
+        self.n_authed += 1
+
+    cpdef detach(self, Conn c):
+        conns = self.users.get(c.user)
+        if conns is not None:
+            try:
+                conns.remove(c)
+            except ValueError:
+                return
+            self.n_authed -= 1
+            if not conns:
+                del self.users[c.user]
+
+    cpdef list conns_of(self, str user):
+        return self.users.get(user) or []
+
+    cdef inline bint _writable(self, Conn c):
+        """False for a connection that must not be written to; closes a slow one."""
+        if c.closing:
+            return False
+        if c.paused and c.backlog() > self.write_limit:
+            self.n_slow_closed += 1
+            c.close(WSCloseCode.TRY_AGAIN_LATER, "too slow: output backlog over the limit")
+            return False
+        return True
+
+    cpdef Py_ssize_t deliver(self, list members, list positions, bytes record, Conn exclude):
+        """Sends one stored message to every connection of every member.
+
+        members[i] got the message at inbox position positions[i]; record is the
+        stored `"conv":...}` tail. The event is built once; per recipient only the
+        inbox digits and the constant prefix are rewritten in front of it.
+        """
+        cdef Py_ssize_t i, nd, off, sent = 0
+        cdef Py_ssize_t rlen = PyBytes_GET_SIZE(record)
+        cdef bytearray buf = self._buf
+        cdef char* p
+        cdef uint64_t pos
+        cdef list conns
+        cdef Conn c
+        PyByteArray_Resize(buf, DIGITS_END + 1 + rlen)
+        p = PyByteArray_AS_STRING(buf)
+        p[DIGITS_END] = b','
+        memcpy(p + DIGITS_END + 1, PyBytes_AS_STRING(record), rlen)
+        for i in range(len(members)):
+            conns = self.users.get(members[i])
+            if conns is None:
+                continue
+            pos = positions[i]
+            nd = _put_digits(p + DIGITS_END, pos)
+            off = DIGITS_END - nd - MSG_PREFIX_LEN
+            memcpy(p + off, PyBytes_AS_STRING(MSG_PREFIX), MSG_PREFIX_LEN)
+            for c in conns:
+                if c is exclude or c.replaying or pos <= c.last_sent or not self._writable(c):
+                    continue
+                c.transport.send_reuse_external_bytearray(WSMsgType.TEXT, buf, off)
+                c.last_sent = pos
+                sent += 1
+        self.n_messages += 1
+        self.n_delivered += sent
+        return sent
+
+    cpdef Py_ssize_t broadcast(self, users, bytes data, Conn exclude):
+        """Sends the same event bytes to every connection of each user in `users`."""
+        cdef Py_ssize_t sent = 0
+        cdef list conns
+        cdef Conn c
+        for u in users:
+            conns = self.users.get(u)
+            if conns is None:
+                continue
+            for c in conns:
+                if c is exclude or not self._writable(c):
+                    continue
+                c.transport.send(WSMsgType.TEXT, data)
+                sent += 1
+        self.n_events += sent
+        return sent
+
+
+cpdef list append_inboxes(txn, inbox_db, list members, dict heads, head_of, bytes mkey):
+    """Appends message key `mkey` to each member's inbox inside the write txn.
+
+    `members` are user names; `heads` caches each inbox's head and
+    `head_of(txn, user)` loads one on a miss. Returns the new positions.
+    """
+    cdef list out = []
+    cdef uint64_t h
+    cdef Py_ssize_t n
+    cdef bytes key, mb
+    cdef char* p
+    put = txn.put
+    for m in members:
+        cached = heads.get(m)
+        h = (head_of(txn, m) if cached is None else cached) + 1
+        heads[m] = h
+        mb = (<str>m).encode()
+        n = PyBytes_GET_SIZE(mb)
+        key = PyBytes_FromStringAndSize(NULL, n + 9)
+        p = PyBytes_AS_STRING(key)
+        memcpy(p, PyBytes_AS_STRING(mb), n)
+        p[n] = 0
+        _put_u64be(p + n + 1, h)
+        put(key, mkey, db=inbox_db)
+        out.append(h)
+    return out
+
+
+cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t after, Py_ssize_t max_n):
+    """Sends up to max_n `msg` events from c.user's inbox after position `after`.
+
+    Returns (count sent, position of the last one sent, or `after`).
+    """
+    cdef Py_ssize_t n = 0, nd, off, rlen
+    cdef uint64_t pos = after
+    cdef bytearray buf = bytearray(DIGITS_END + 1)
+    cdef char* p
+    cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
+    cdef bytes k, rec
+    cur = txn.cursor(db=inbox_db)
+    get = txn.get
+    if not cur.set_range(key_u64(user_prefix, after + 1)):
+        return (0, after)
+    while n < max_n:
+        k = cur.key()
+        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix:
+            break
+        pos = tail_u64(k)
+        rec = get(cur.value(), db=msgs_db)
+        rlen = PyBytes_GET_SIZE(rec)
+        PyByteArray_Resize(buf, DIGITS_END + 1 + rlen)
+        p = PyByteArray_AS_STRING(buf)
+        nd = _put_digits(p + DIGITS_END, pos)
+        off = DIGITS_END - nd - MSG_PREFIX_LEN
+        memcpy(p + off, PyBytes_AS_STRING(MSG_PREFIX), MSG_PREFIX_LEN)
+        p[DIGITS_END] = b','
+        memcpy(p + DIGITS_END + 1, PyBytes_AS_STRING(rec), rlen)
+        c.transport.send_reuse_external_bytearray(WSMsgType.TEXT, buf, off)
+        c.last_sent = pos
+        n += 1
+        if not cur.next():
+            break
+    return (n, pos)

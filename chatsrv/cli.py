@@ -1,0 +1,60 @@
+"""The command line: `chatsrv serve` with one flag per setting in config.OPTIONS,
+each also read from the environment as CHATSRV_<NAME>."""
+import argparse
+import os
+import sys
+
+from .config import OPTIONS, Config
+
+
+def _env(name, typ, default):
+    raw = os.environ.get("CHATSRV_" + name.upper())
+    if raw is None:
+        return default
+    if typ is bool:
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if typ is list:
+        return [x for x in raw.replace(",", " ").split() if x]
+    return typ(raw)
+
+
+def parser():
+    ap = argparse.ArgumentParser(prog="chatsrv", description="A self-hosted chat server.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="run the server",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for name, typ, default, help_ in OPTIONS:
+        flag = "--" + name.replace("_", "-")
+        dflt = _env(name, typ, default)
+        if typ is bool:
+            serve.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=dflt, help=help_)
+        elif typ is list:
+            serve.add_argument(flag, dest=name, action="append", default=None, help=help_)
+            serve.set_defaults(**{name + "_env": dflt})
+        else:
+            serve.add_argument(flag, dest=name, type=typ, default=dflt, help=help_)
+    return ap
+
+
+def config_from_args(argv=None):
+    args = parser().parse_args(argv)
+    kw = {}
+    for name, typ, _, _ in OPTIONS:
+        v = getattr(args, name)
+        if typ is list:
+            v = (getattr(args, name + "_env") or []) + (v or [])
+        kw[name] = v
+    return args.cmd, Config(**kw)
+
+
+def main(argv=None):
+    cmd, cfg = config_from_args(argv)
+    if cmd == "serve":
+        from .server import serve
+
+        return serve(cfg)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

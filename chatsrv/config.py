@@ -1,0 +1,54 @@
+"""Every setting and limit of the server, with its default, in one table.
+
+The CLI builds its flags from OPTIONS (each also read from CHATSRV_<NAME>), and
+docs/protocol.md lists the same names; tests and benchmarks build a Config directly.
+"""
+import dataclasses
+
+GiB = 1 << 30
+MiB = 1 << 20
+
+# name, type, default, help
+OPTIONS = [
+    ("host", str, "127.0.0.1", "address to listen on"),
+    ("port", int, 8080, "TCP port (WebSocket /ws, /healthz, /metrics, the web client)"),
+    ("data", str, "./data", "data directory (LMDB and key files)"),
+    ("allowed_origin", list, [], "extra allowed Origin for the WebSocket upgrade (repeatable; "
+                                 "env: comma-separated); the server's own origins are always allowed"),
+    ("ping_interval", float, 20.0, "seconds of silence before the server pings a connection"),
+    ("ping_timeout", float, 20.0, "seconds to wait for the pong before dropping the connection"),
+    ("max_message_bytes", int, 16384, "largest message body in UTF-8 bytes (else too_large)"),
+    ("max_frame_bytes", int, 65536, "largest frame or reassembled message (else close 1009)"),
+    ("rate", float, 100.0, "requests per second per connection (token bucket refill)"),
+    ("burst", float, 200.0, "token bucket size per connection"),
+    ("rate_close_after", int, 100, "consecutive rate_limited replies before closing with 1008"),
+    ("auth_timeout", float, 10.0, "seconds a connection may stay unauthenticated"),
+    ("login_failures", int, 5, "failed logins per user name in the window before rate_limited "
+                               "(per address: 4 times this)"),
+    ("login_window", float, 60.0, "seconds of the failed-login window"),
+    ("max_pending_hashes", int, 64, "password hashes queued at most (signup/login beyond: rate_limited)"),
+    ("map_size", int, 64 * GiB, "LMDB map size in bytes (a full map answers unavailable)"),
+    ("write_buffer_limit", int, 8 * MiB, "unsent bytes per connection before it is closed with 1013"),
+    ("max_batch", int, 1024, "writer jobs per commit at most"),
+    ("metrics", bool, True, "collect and serve /metrics"),
+    ("unsafe_no_sync", bool, False, "BENCH ONLY: commit without fsync; a crash of the OS can lose "
+                                    "acknowledged messages"),
+    ("log_level", str, "info", "debug, info, warning or error"),
+]
+
+
+def _origins(self):
+    """The Origins allowed on the upgrade: the server's own, plus the configured ones."""
+    own = {f"http://{self.host}:{self.port}", f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
+    return own | set(self.allowed_origin)
+
+
+def _field(typ, default):
+    if typ is list:
+        return dataclasses.field(default_factory=lambda: list(default))
+    return dataclasses.field(default=default)
+
+
+Config = dataclasses.make_dataclass(
+    "Config", [(name, typ, _field(typ, default)) for name, typ, default, _ in OPTIONS],
+    namespace={"origins": _origins})

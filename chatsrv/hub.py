@@ -1,0 +1,376 @@
+"""The hub: what each op does. It runs once per request on the loop thread, turning
+a parsed request into reads, writer jobs and events, and never loops over
+recipients itself (the router does that in Cython)."""
+import asyncio
+import logging
+
+import lmdb
+import orjson
+
+from . import _core
+from . import protocol as P
+from .protocol import ProtocolError
+from .store import NUL, direct_conv, now_ms
+
+log = logging.getLogger("chatsrv.hub")
+
+REPLAY_CHUNK = 512      # backlog messages sent per loop iteration, so replay never stalls others
+CLOSE_POLICY = 1008
+CLOSE_GOING_AWAY = 1001
+
+
+class Session:
+    """Hub-side state of one connection (kept in Conn.extra)."""
+
+    __slots__ = ("pending", "busy")
+
+    def __init__(self):
+        self.pending = []   # requests that arrived while login/auth was in flight
+        self.busy = False
+
+
+class Hub:
+    def __init__(self, cfg, store, writer, router, passwords, tokens, throttle_user, throttle_addr):
+        self.cfg = cfg
+        self.store = store
+        self.writer = writer
+        self.router = router
+        self.passwords = passwords
+        self.tokens = tokens
+        self.throttle_user = throttle_user
+        self.throttle_addr = throttle_addr
+        self.parser = P.Parser(cfg.max_message_bytes)
+        self.conns = set()
+        self.loop = asyncio.get_event_loop()
+        self._hashing = 0
+        self.handlers = {
+            "signup": self.signup, "login": self.login, "auth": self.auth, "send": self.send,
+            "ack": self.ack, "history": self.history, "convs": self.convs, "logout": self.logout,
+        }
+
+    # --- connection life
+
+    def on_open(self, conn):
+        peer = conn.transport.underlying_transport.get_extra_info("peername")
+        conn.addr = peer[0] if peer else "?"
+        conn.extra = Session()
+        conn.timer = self.loop.call_later(self.cfg.auth_timeout, self._auth_timeout, conn)
+        self.conns.add(conn)
+
+    def on_close(self, conn):
+        self.conns.discard(conn)
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+
+    def _auth_timeout(self, conn):
+        conn.timer = None
+        if not conn.authed:
+            conn.close(CLOSE_POLICY, "authentication timeout")
+
+    def on_limited(self, conn, text):
+        try:
+            rid = orjson.loads(text).get("id")
+        except Exception:
+            rid = None
+        conn.send(P.err(rid if type(rid) in (int, str) else None, P.RATE_LIMITED, "too many requests"))
+
+    def on_request(self, conn, text):
+        try:
+            req = self.parser.parse(text)
+        except ProtocolError as e:
+            conn.send(P.err(e.rid, e.code, e.msg))
+            return
+        s = conn.extra
+        if s.busy:
+            # login/auth in flight: later requests wait for its outcome, in order
+            s.pending.append(req)
+            return
+        self.dispatch(conn, req)
+
+    def dispatch(self, conn, req):
+        if req.needs_auth and not conn.authed:
+            conn.send(P.err(req.rid, P.UNAUTHORIZED, "authenticate first"))
+            return
+        try:
+            self.handlers[req.op](conn, req)
+        except ProtocolError as e:
+            conn.send(P.err(req.rid, e.code, e.msg))
+        except Exception:
+            log.exception("op %s failed", req.op)
+            conn.send(P.err(req.rid, P.INTERNAL, "internal error"))
+
+    def _task(self, conn, req, coro, exclusive=False):
+        """Runs an op that awaits (argon2); exclusive ones hold back the connection's later requests."""
+        s = conn.extra
+        if exclusive:
+            s.busy = True
+
+        async def run():
+            try:
+                await coro
+            except ProtocolError as e:
+                conn.send(P.err(req.rid, e.code, e.msg))
+            except Exception:
+                log.exception("op %s failed", req.op)
+                conn.send(P.err(req.rid, P.INTERNAL, "internal error"))
+            finally:
+                if exclusive:
+                    s.busy = False
+                    pending, s.pending = s.pending, []
+                    for r in pending:
+                        if conn.closing:
+                            break
+                        if s.busy:
+                            s.pending.append(r)
+                        else:
+                            self.dispatch(conn, r)
+
+        self.loop.create_task(run())
+
+    def _write(self, conn, req, fn, done):
+        """Submits a writer job; done(result) runs after the commit. A failed write answers
+        `unavailable` (map or disk full) or `internal`, and nothing acknowledged is lost."""
+
+        def finish(result, error):
+            if error is not None:
+                if isinstance(error, (lmdb.MapFullError, lmdb.DiskError)) or isinstance(error, OSError):
+                    conn.send(P.err(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later"))
+                else:
+                    conn.send(P.err(req.rid, P.INTERNAL, "internal error"))
+                return
+            try:
+                done(result)
+            except ProtocolError as e:
+                conn.send(P.err(req.rid, e.code, e.msg))
+
+        try:
+            self.writer.submit(fn, finish)
+        except RuntimeError:
+            raise ProtocolError(req.rid, P.UNAVAILABLE, "server is shutting down")
+
+    def _future_write(self, fn):
+        """A writer job as an awaitable, for ops that are coroutines."""
+        fut = self.loop.create_future()
+
+        def finish(result, error):
+            if not fut.done():
+                fut.set_exception(error) if error is not None else fut.set_result(result)
+
+        self.writer.submit(fn, finish)
+        return fut
+
+    # --- accounts
+
+    def signup(self, conn, req):
+        with self.store.read() as txn:
+            if self.store.user(txn, req.user) is not None:
+                raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
+        if self._hashing >= self.cfg.max_pending_hashes:
+            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
+        self._task(conn, req, self._signup(conn, req))
+
+    async def _signup(self, conn, req):
+        self._hashing += 1
+        try:
+            h = await self.passwords.hash(req.password)
+        finally:
+            self._hashing -= 1
+        try:
+            created = await self._future_write(lambda txn: self.writer.create_user(txn, req.user, h))
+        except lmdb.Error:
+            raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
+        if not created:
+            raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
+        log.info("signup user=%s addr=%s", req.user, conn.addr)
+        conn.send(P.ok(req.rid, {"user": req.user}))
+
+    def login(self, conn, req):
+        if conn.authed:
+            raise ProtocolError(req.rid, P.BAD_REQUEST, "this connection is already authenticated")
+        if self.throttle_user.blocked(req.user) or self.throttle_addr.blocked(conn.addr):
+            raise ProtocolError(req.rid, P.RATE_LIMITED, "too many failed logins; try again later")
+        if self._hashing >= self.cfg.max_pending_hashes:
+            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
+        self._task(conn, req, self._login(conn, req), exclusive=True)
+
+    async def _login(self, conn, req):
+        with self.store.read() as txn:
+            rec = self.store.user(txn, req.user)
+        self._hashing += 1
+        try:
+            good, rehash = await self.passwords.verify(rec["pw"] if rec else None, req.password)
+        finally:
+            self._hashing -= 1
+        if not good:
+            self.throttle_user.fail(req.user)
+            self.throttle_addr.fail(conn.addr)
+            log.info("login failed user=%s addr=%s", req.user, conn.addr)
+            raise ProtocolError(req.rid, P.UNAUTHORIZED, "wrong user name or password")
+        if conn.closing:
+            return
+        token = self.tokens.new()
+        mac = self.tokens.mac(token)
+        w = self.writer
+        try:
+            if rehash:
+                await self._future_write(lambda txn: w.set_password_hash(txn, req.user, rehash))
+            cursor = await self._future_write(lambda txn: w.add_token(txn, req.user, req.device, mac))
+        except lmdb.Error:
+            raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
+        log.info("login user=%s device=%s addr=%s", req.user, req.device, conn.addr)
+        self._authenticated(conn, req, req.user, req.device, mac, cursor,
+                            {"token": token, "user": req.user, "device": req.device})
+
+    def auth(self, conn, req):
+        if conn.authed:
+            raise ProtocolError(req.rid, P.BAD_REQUEST, "this connection is already authenticated")
+        mac = self.tokens.mac(req.token)
+        with self.store.read() as txn:
+            found = self.store.token(txn, mac)
+            if found is None:
+                raise ProtocolError(req.rid, P.UNAUTHORIZED, "invalid or revoked token")
+            user, device = found
+            cursor = self.store.cursor(txn, user, device)
+        if cursor is None:
+            cursor = 0
+        self._authenticated(conn, req, user, device, mac, cursor, {"user": user, "device": device})
+
+    def _authenticated(self, conn, req, user, device, mac, cursor, reply):
+        if conn.closing:
+            return
+        conn.user = user
+        conn.device = device
+        conn.token_mac = mac
+        conn.authed = True
+        conn.replaying = True
+        conn.last_sent = cursor
+        if conn.timer is not None:
+            conn.timer.cancel()
+            conn.timer = None
+        self.router.attach(conn)
+        conn.send(P.ok(req.rid, reply))
+        self._replay(conn)
+
+    def _replay(self, conn):
+        """Sends the device's backlog in chunks, then `synced`; live fan-out waits until then."""
+        if conn.closing:
+            return
+        if conn.paused:
+            conn.resume_cb = lambda: self._replay(conn)
+            return
+        store = self.store
+        with store.read() as txn:
+            n, _ = _core.replay(conn, txn, store.inbox, store.msgs, conn.user.encode() + NUL, conn.last_sent,
+                                REPLAY_CHUNK)
+            if n == REPLAY_CHUNK:
+                self.loop.call_soon(self._replay, conn)
+                return
+            head = store.inbox_head(txn, conn.user)
+        conn.replaying = False
+        conn.send(P.event("synced", inbox=head))
+
+    def logout(self, conn, req):
+        user, device = conn.user, conn.device
+
+        def done(_):
+            conn.send(P.ok(req.rid, {}))
+            log.info("logout user=%s device=%s", user, device)
+            for c in list(self.router.conns_of(user)):
+                if c.device == device:
+                    c.close(CLOSE_POLICY, "logged out")
+
+        self._write(conn, req, lambda txn: self.writer.revoke_device(txn, user, device), done)
+
+    # --- messages
+
+    def _members(self, conv):
+        members = self.router.members.get(conv)
+        if members is None:
+            with self.store.read() as txn:
+                rec = self.store.conv(txn, conv)
+            if rec is None:
+                return None
+            members = self.router.members[conv] = rec["members"]
+        return members
+
+    def send(self, conn, req):
+        user = conn.user
+        new_conv = None
+        if req.to is not None:
+            if req.to == user:
+                raise ProtocolError(req.rid, P.BAD_REQUEST, "cannot send to yourself")
+            conv = direct_conv(user, req.to)
+            members = self._members(conv)
+            if members is None:
+                with self.store.read() as txn:
+                    if self.store.user(txn, req.to) is None:
+                        raise ProtocolError(req.rid, P.NOT_FOUND, "no such user")
+                members = sorted((user, req.to))
+                new_conv = {"kind": "direct", "members": members, "ts": now_ms()}
+        else:
+            conv = req.conv
+            members = self._members(conv)
+            if members is None or user not in members:
+                raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
+        body, cid = req.body, req.cid
+        router = self.router
+
+        def done(result):
+            dup, conv_, seq, ts, mine, record, positions = result
+            if not dup:
+                if new_conv is not None:
+                    router.members[conv] = members
+                router.deliver(members, positions, record, conn)
+            conn.send(P.ok(req.rid, {"conv": conv_, "seq": seq, "ts": ts, "inbox": mine}))
+
+        self._write(conn, req, lambda txn: self.writer.send(txn, user, conv, members, body, cid, new_conv), done)
+
+    def ack(self, conn, req):
+        user, device = conn.user, conn.device
+        with self.store.read() as txn:
+            head = self.store.inbox_head(txn, user)
+        if req.upto > head:
+            raise ProtocolError(req.rid, P.BAD_REQUEST, f"upto is past the inbox head ({head})")
+        self._write(conn, req, lambda txn: self.writer.ack(txn, user, device, req.upto),
+                    lambda _: conn.send(P.ok(req.rid, {})))
+
+    def _membership(self, txn, user, conv, rid):
+        m = self.store.membership(txn, user, conv)
+        if m is None or m.get("left"):
+            raise ProtocolError(rid, P.FORBIDDEN, "not a member of this conversation")
+        return m
+
+    def history(self, conn, req):
+        with self.store.read() as txn:
+            m = self._membership(txn, conn.user, req.conv, req.rid)
+            records = self.store.history(txn, req.conv, req.before, req.limit, since=m.get("joined", 1))
+        conn.send(P.history_reply(req.rid, records))
+
+    def convs(self, conn, req):
+        user = conn.user
+        store = self.store
+        out = []
+        with store.read() as txn:
+            for conv, m in store.user_convs(txn, user):
+                if m.get("left"):
+                    continue
+                rec = store.conv(txn, conv)
+                last_seq, last = store.last_message(txn, conv)
+                read = store.read_seq(txn, user, conv)
+                item = {"conv": conv, "kind": rec["kind"]}
+                if rec["kind"] == "direct":
+                    item["peer"] = next((u for u in rec["members"] if u != user), user)
+                else:
+                    item["name"] = rec.get("name")
+                last_obj = orjson.loads(b"{" + last) if last is not None else None
+                item.update(last_seq=last_seq, read_seq=read, unread=max(0, last_seq - read), last=last_obj)
+                out.append(((last_obj["ts"] if last_obj else rec.get("ts", 0)), item))
+        out.sort(key=lambda p: p[0], reverse=True)
+        conn.send(P.ok(req.rid, {"convs": [item for _, item in out]}))
+
+    # --- shutdown
+
+    def close_all(self, code=CLOSE_GOING_AWAY, reason="server shutting down"):
+        for c in list(self.conns):
+            c.close(code, reason)

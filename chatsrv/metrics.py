@@ -1,0 +1,53 @@
+"""Prometheus metrics: the core keeps plain integers; this collector reads them at
+scrape time, so counting costs the hot path nothing but an increment."""
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class Collector:
+    def __init__(self, router, writer, hub):
+        self.router = router
+        self.writer = writer
+        self.hub = hub
+
+    def collect(self):
+        r, w = self.router, self.writer
+
+        def gauge(name, doc, value):
+            g = GaugeMetricFamily("chatsrv_" + name, doc)
+            g.add_metric([], value)
+            return g
+
+        def counter(name, doc, value):
+            c = CounterMetricFamily("chatsrv_" + name, doc)
+            c.add_metric([], value)
+            return c
+
+        yield gauge("connections", "Open WebSocket connections", r.n_open)
+        yield gauge("connections_authenticated", "Authenticated connections", r.n_authed)
+        yield gauge("users_online", "Users with at least one authenticated connection", len(r.users))
+        yield counter("connections_opened", "WebSocket connections accepted", r.n_opened)
+        yield counter("requests", "Requests received (after the rate limit)", r.n_requests)
+        yield counter("messages", "Messages stored and fanned out", r.n_messages)
+        yield counter("deliveries", "Message events sent live to connections", r.n_delivered)
+        yield counter("events", "Other events sent to connections", r.n_events)
+        yield counter("slow_consumers_closed", "Connections closed for an output backlog over the limit",
+                      r.n_slow_closed)
+        yield counter("writer_commits", "LMDB write transactions committed (one per batch)", w.n_commits)
+        yield counter("writer_jobs", "Writer jobs applied", w.n_jobs)
+        yield counter("writer_failures", "Writer jobs that failed (map or disk full, errors)", w.n_failed)
+        yield counter("writer_commit_seconds", "Time spent in write transactions including fsync",
+                      w.commit_seconds)
+        yield gauge("writer_queue", "Writer jobs waiting", w.queued())
+
+
+class Metrics:
+    def __init__(self, router, writer, hub):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(Collector(router, writer, hub))
+        ProcessCollector(registry=self.registry)
+
+    def render(self):
+        return generate_latest(self.registry)

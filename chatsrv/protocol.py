@@ -1,0 +1,263 @@
+"""Protocol v1: JSON text frames to typed requests, and replies and events to bytes.
+
+Pure functions and small classes; no sockets, no storage. Every shape check of
+client input happens here, so the hub only ever sees well-formed requests.
+"""
+import re
+
+import orjson
+
+BAD_REQUEST = "bad_request"
+UNAUTHORIZED = "unauthorized"
+FORBIDDEN = "forbidden"
+NOT_FOUND = "not_found"
+CONFLICT = "conflict"
+TOO_LARGE = "too_large"
+RATE_LIMITED = "rate_limited"
+UNAVAILABLE = "unavailable"
+INTERNAL = "internal"
+
+USER_RE = re.compile(r"[a-z0-9_]{3,32}")
+DEVICE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+CONV_MAX = 100
+HISTORY_DEFAULT = 50
+HISTORY_MAX = 200
+
+
+class ProtocolError(Exception):
+    """A request that gets an `err` reply; `rid` is the id it carried, if any."""
+
+    def __init__(self, rid, code, msg):
+        super().__init__(msg)
+        self.rid = rid
+        self.code = code
+        self.msg = msg
+
+
+# --- field validators: each takes (name, value) and returns the clean value or raises ValueError
+
+
+def _str(name, v, lo=1, hi=None):
+    if type(v) is not str:
+        raise ValueError(f"{name} must be a string")
+    if len(v) < lo or (hi is not None and len(v) > hi):
+        raise ValueError(f"{name} must be {lo} to {hi} characters")
+    return v
+
+
+def user_name(name, v):
+    if type(v) is not str or not USER_RE.fullmatch(v):
+        raise ValueError(f"{name} must match ^[a-z0-9_]{{3,32}}$")
+    return v
+
+
+def password(name, v):
+    return _str(name, v, 8, 256)
+
+
+def device(name, v):
+    if type(v) is not str or not DEVICE_RE.fullmatch(v):
+        raise ValueError(f"{name} must match ^[A-Za-z0-9_.-]{{1,64}}$")
+    return v
+
+
+def cid(name, v):
+    return _str(name, v, 1, 64)
+
+
+def conv(name, v):
+    return _str(name, v, 1, CONV_MAX)
+
+
+def token(name, v):
+    return _str(name, v, 1, 512)
+
+
+def body(name, v):
+    # The byte limit is enforced by Parser (it is configurable); here only the type.
+    if type(v) is not str or not v:
+        raise ValueError(f"{name} must be a non-empty string")
+    return v
+
+
+def seqno(name, v):
+    if type(v) is not int or v < 0:
+        raise ValueError(f"{name} must be a non-negative integer")
+    return v
+
+
+def limit(name, v):
+    if type(v) is not int or v < 1:
+        raise ValueError(f"{name} must be a positive integer")
+    return min(v, HISTORY_MAX)
+
+
+# --- typed requests
+
+
+class Request:
+    """A parsed request: `rid`, `op`, and one attribute per field of its op."""
+
+    op = None
+    # field name -> (validator, required, default)
+    fields = {}
+    needs_auth = True
+
+    def __init__(self, rid, **kw):
+        self.rid = rid
+        self.__dict__.update(kw)
+
+    @classmethod
+    def from_obj(cls, rid, obj):
+        kw = {}
+        for name, (check, required, default) in cls.fields.items():
+            v = obj.get(name)
+            if v is None:
+                if required:
+                    raise ProtocolError(rid, BAD_REQUEST, f"{name} is required")
+                kw[name] = default
+                continue
+            try:
+                kw[name] = check(name, v)
+            except ValueError as e:
+                raise ProtocolError(rid, BAD_REQUEST, str(e)) from None
+        req = cls(rid, **kw)
+        req.check(rid)
+        return req
+
+    def check(self, rid):
+        """Cross-field rules; raise ProtocolError."""
+
+    def __repr__(self):
+        # Never prints field values: they may hold passwords, tokens or bodies.
+        return f"<{type(self).__name__} id={self.rid!r}>"
+
+
+OPS = {}
+
+
+def op(name, needs_auth=True, **fields):
+    def wrap(cls):
+        cls.op = name
+        cls.needs_auth = needs_auth
+        cls.fields = fields
+        OPS[name] = cls
+        return cls
+
+    return wrap
+
+
+REQ = True
+OPT = False
+
+
+@op("signup", needs_auth=False, user=(user_name, REQ, None), password=(password, REQ, None))
+class Signup(Request):
+    pass
+
+
+@op("login", needs_auth=False, user=(user_name, REQ, None), password=(password, REQ, None),
+    device=(device, REQ, None))
+class Login(Request):
+    pass
+
+
+@op("auth", needs_auth=False, token=(token, REQ, None))
+class Auth(Request):
+    pass
+
+
+@op("send", to=(user_name, OPT, None), conv=(conv, OPT, None), body=(body, REQ, None), cid=(cid, REQ, None))
+class Send(Request):
+    def check(self, rid):
+        if (self.to is None) == (self.conv is None):
+            raise ProtocolError(rid, BAD_REQUEST, "send takes exactly one of to and conv")
+
+
+@op("ack", upto=(seqno, REQ, None))
+class Ack(Request):
+    pass
+
+
+@op("history", conv=(conv, REQ, None), before=(seqno, OPT, None), limit=(limit, OPT, HISTORY_DEFAULT))
+class History(Request):
+    pass
+
+
+@op("convs")
+class Convs(Request):
+    pass
+
+
+@op("logout")
+class Logout(Request):
+    pass
+
+
+class Parser:
+    """Turns one text frame into a Request, or raises ProtocolError."""
+
+    def __init__(self, max_body_bytes):
+        self.max_body_bytes = max_body_bytes
+
+    def parse(self, text):
+        try:
+            obj = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            raise ProtocolError(None, BAD_REQUEST, "frame is not valid JSON") from None
+        if type(obj) is not dict:
+            raise ProtocolError(None, BAD_REQUEST, "frame must be a JSON object")
+        rid = obj.get("id")
+        if rid is not None and type(rid) not in (int, str):
+            raise ProtocolError(None, BAD_REQUEST, "id must be an integer or a string")
+        name = obj.get("op")
+        cls = OPS.get(name) if type(name) is str else None
+        if cls is None:
+            raise ProtocolError(rid, BAD_REQUEST, "unknown op" if name is not None else "op is required")
+        req = cls.from_obj(rid, obj)
+        b = getattr(req, "body", None)
+        # UTF-8 is at most 4 bytes per character, so most bodies skip the encode.
+        if b is not None and len(b) * 4 > self.max_body_bytes and len(b.encode()) > self.max_body_bytes:
+            raise ProtocolError(rid, "too_large", f"body is over {self.max_body_bytes} bytes")
+        return req
+
+
+# --- server to client
+
+
+def ok(rid, result):
+    return orjson.dumps({"id": rid, "ok": result})
+
+
+def err(rid, code, msg):
+    return orjson.dumps({"id": rid, "err": {"code": code, "msg": msg}})
+
+
+def event(name, **fields):
+    return orjson.dumps({"ev": name, **fields})
+
+
+# A stored message is kept as the tail of its JSON object, `"conv":...}`, so that
+# a `msg` event is MSG_PREFIX + inbox digits + b"," + record and a history item
+# is b"{" + record: no decode or encode per message on replay or fan-out.
+MSG_PREFIX = b'{"ev":"msg","inbox":'
+
+
+def message_record(conv, seq, sender, ts, body=None, cid=None, sys=None):
+    m = {"conv": conv, "seq": seq, "from": sender, "ts": ts}
+    if sys is not None:
+        m["sys"] = sys
+    else:
+        m["body"] = body
+    if cid is not None:
+        m["cid"] = cid
+    return orjson.dumps(m)[1:]
+
+
+def msg_event(inbox, record):
+    return MSG_PREFIX + str(inbox).encode() + b"," + record
+
+
+def history_reply(rid, records):
+    return b'{"id":' + orjson.dumps(rid) + b',"ok":{"messages":[' + b",".join(
+        [b"{" + r for r in records]) + b"]}}"

@@ -1,0 +1,137 @@
+"""The server: one port served by picows on uvloop (/ws, /healthz, /metrics, the web
+client), the wiring of store, writer, router and hub, and a clean start and stop."""
+import asyncio
+import logging
+import os
+import signal
+
+import uvloop
+from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
+
+from . import _core
+from .auth import Passwords, Throttle, Tokens, load_secret
+from .hub import Hub
+from .metrics import CONTENT_TYPE, Metrics
+from .store import Store, Writer
+
+log = logging.getLogger("chatsrv")
+WEB_DIR = os.path.join(os.path.dirname(__file__), "web")
+WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+             ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml",
+             ".png": "image/png", ".ico": "image/x-icon"}
+
+
+def _respond(status, body=b"", content_type="text/plain; charset=utf-8"):
+    if status == 200:
+        resp = WSUpgradeResponse.create_ok_response(body, {"Content-Type": content_type})
+    else:
+        resp = WSUpgradeResponse.create_error_response(status, body)
+    return WSUpgradeResponseWithListener(resp, None)
+
+
+class Server:
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.server = None
+
+    async def start(self):
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        os.makedirs(cfg.data, exist_ok=True)
+        self.store = Store(cfg.data, cfg.map_size, sync=not cfg.unsafe_no_sync)
+        if cfg.unsafe_no_sync:
+            log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
+        self.writer = Writer(self.store, loop, cfg.max_batch)
+        self.writer.start()
+        self.router = _core.Router(cfg.write_buffer_limit)
+        self.passwords = Passwords()
+        self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
+                       Tokens(load_secret(cfg.data)),
+                       Throttle(cfg.login_failures, cfg.login_window),
+                       Throttle(cfg.login_failures * 4, cfg.login_window))
+        self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
+        self.origins = cfg.origins()
+        self.server = await ws_create_server(
+            self.route, cfg.host, cfg.port,
+            max_frame_size=cfg.max_frame_bytes,
+            enable_auto_ping=True,
+            auto_ping_idle_timeout=cfg.ping_interval,
+            auto_ping_reply_timeout=cfg.ping_timeout,
+            # 2 KiB (picows' floor) and uvloop's own transport: the least memory per idle connection
+            read_buffer_init_size=2048,
+            use_aiofastnet=False,
+            logger_name="chatsrv.ws",
+        )
+        log.info("chatsrv listening on http://%s:%d (data in %s)", cfg.host, cfg.port, cfg.data)
+
+    def route(self, request):
+        path = request.path.split(b"?", 1)[0]
+        if path == b"/ws":
+            origin = request.headers.get("Origin")
+            if origin is not None and origin not in self.origins:
+                log.info("refused upgrade from origin %r", origin)
+                return _respond(403, b"origin not allowed")
+            cfg = self.cfg
+            return _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
+                              cfg.rate_close_after)
+        if path == b"/healthz":
+            return _respond(200, b"ok")
+        if path == b"/metrics":
+            if self.metrics is None:
+                return None
+            return _respond(200, self.metrics.render(), CONTENT_TYPE)
+        return self.static(path)
+
+    def static(self, path):
+        name = "index.html" if path == b"/" else path.decode("latin-1").lstrip("/")
+        if "/" in name or name.startswith("."):
+            return None
+        ext = os.path.splitext(name)[1]
+        if ext not in WEB_TYPES:
+            return None
+        try:
+            with open(os.path.join(WEB_DIR, name), "rb") as f:
+                body = f.read()
+        except OSError:
+            return None
+        return _respond(200, body, WEB_TYPES[ext])
+
+    async def stop(self):
+        """Stops accepting, commits what the writer holds and answers it, closes every
+        connection with 1001, then closes LMDB."""
+        if self.server is None:
+            return
+        self.server.close()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.writer.stop)
+        await asyncio.sleep(0)   # the writer's last callbacks (acks, fan-out) run here
+        self.hub.close_all()
+        for _ in range(50):
+            if not self.hub.conns:
+                break
+            await asyncio.sleep(0.02)
+        self.passwords.close()
+        self.store.close()
+        self.server = None
+        log.info("chatsrv stopped")
+
+
+async def _main(cfg):
+    srv = Server(cfg)
+    await srv.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down")
+    await srv.stop()
+
+
+def serve(cfg):
+    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if cfg.log_level != "debug":
+        # picows logs every connection and disconnection at INFO
+        logging.getLogger("picows").setLevel(logging.WARNING)
+    uvloop.run(_main(cfg))
+    return 0
