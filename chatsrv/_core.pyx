@@ -250,6 +250,7 @@ cdef class Router:
     cdef public dict users
     # conv -> list of member names; filled from the store on first use
     cdef public dict members
+    cdef public dict watchers    # user -> list of connections watching their presence
     cdef public Py_ssize_t write_limit
     cdef bytearray _buf
     cdef public unsigned long long n_open
@@ -264,8 +265,20 @@ cdef class Router:
     def __init__(self, Py_ssize_t write_limit):
         self.users = {}
         self.members = {}
+        self.watchers = {}
         self.write_limit = write_limit
         self._buf = bytearray(DIGITS_END)
+
+    cdef Py_ssize_t _send_all(self, list conns, bytes data, Conn exclude):
+        cdef Py_ssize_t sent = 0
+        cdef Conn c
+        for c in conns:
+            if c is exclude or not self._writable(c):
+                continue
+            c.transport.send(WSMsgType.TEXT, data)
+            sent += 1
+        self.n_events += sent
+        return sent
 
     cpdef opened(self, Conn c):
         self.n_open += 1
@@ -273,28 +286,65 @@ cdef class Router:
 
     cpdef closed(self, Conn c):
         self.n_open -= 1
-        if c.authed:
-            self.detach(c)
 
-    cpdef attach(self, Conn c):
-        """c is now authenticated as c.user: it receives that user's events."""
+    cpdef bint attach(self, Conn c):
+        """c is now authenticated as c.user: it receives that user's events.
+        True when this made the user online."""
         conns = self.users.get(c.user)
+        self.n_authed += 1
         if conns is None:
             self.users[c.user] = [c]
-        else:
-            conns.append(c)
-        self.n_authed += 1
+            return True
+        conns.append(c)
+        return False
 
-    cpdef detach(self, Conn c):
+    cpdef bint detach(self, Conn c):
+        """True when this made the user offline."""
         conns = self.users.get(c.user)
+        if conns is None:
+            return False
+        try:
+            conns.remove(c)
+        except ValueError:
+            return False
+        self.n_authed -= 1
+        if not conns:
+            del self.users[c.user]
+            return True
+        return False
+
+    cpdef bint online(self, str user):
+        return user in self.users
+
+    cpdef list offline(self, list members):
+        """The members with no authenticated connection."""
+        cdef dict users = self.users
+        return [m for m in members if m not in users]
+
+    cpdef watch(self, Conn c, str user):
+        conns = self.watchers.get(user)
+        if conns is None:
+            self.watchers[user] = [c]
+        elif c not in conns:
+            conns.append(c)
+
+    cpdef unwatch(self, Conn c, str user):
+        conns = self.watchers.get(user)
         if conns is not None:
             try:
                 conns.remove(c)
             except ValueError:
                 return
-            self.n_authed -= 1
             if not conns:
-                del self.users[c.user]
+                del self.watchers[user]
+
+    cpdef bint watched(self, str user):
+        return user in self.watchers
+
+    cpdef Py_ssize_t to_watchers(self, str user, bytes data):
+        """Sends a presence event to every connection watching user."""
+        conns = self.watchers.get(user)
+        return self._send_all(conns, data, None) if conns is not None else 0
 
     cpdef list conns_of(self, str user):
         return self.users.get(user) or []
@@ -345,21 +395,16 @@ cdef class Router:
         self.n_delivered += sent
         return sent
 
-    cpdef Py_ssize_t broadcast(self, users, bytes data, Conn exclude):
-        """Sends the same event bytes to every connection of each user in `users`."""
+    cpdef Py_ssize_t broadcast(self, users, bytes data, Conn exclude=None, str skip_user=None):
+        """Sends the same event bytes to every connection of each user in `users`,
+        except the connection `exclude` and every connection of `skip_user`."""
         cdef Py_ssize_t sent = 0
-        cdef list conns
-        cdef Conn c
         for u in users:
-            conns = self.users.get(u)
-            if conns is None:
+            if skip_user is not None and u == skip_user:
                 continue
-            for c in conns:
-                if c is exclude or not self._writable(c):
-                    continue
-                c.transport.send(WSMsgType.TEXT, data)
-                sent += 1
-        self.n_events += sent
+            conns = self.users.get(u)
+            if conns is not None:
+                sent += self._send_all(conns, data, exclude)
         return sent
 
 
@@ -426,3 +471,29 @@ cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t a
         if not cur.next():
             break
     return (n, pos)
+
+
+cpdef dict acked_direct(txn, inbox_db, bytes user_prefix, uint64_t after, uint64_t upto):
+    """{conv: highest seq} of the direct conversations among inbox positions (after, upto]."""
+    cdef dict out = {}
+    cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
+    cdef bytes k, v
+    cdef Py_ssize_t vlen
+    cdef uint64_t seq
+    cur = txn.cursor(db=inbox_db)
+    if not cur.set_range(key_u64(user_prefix, after + 1)):
+        return out
+    while True:
+        k = cur.key()
+        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix or tail_u64(k) > upto:
+            break
+        v = cur.value()
+        vlen = PyBytes_GET_SIZE(v)
+        if v[:2] == b"d:":
+            conv = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(v), vlen - 9, NULL)
+            seq = tail_u64(v)
+            if seq > <uint64_t>out.get(conv, 0):
+                out[conv] = seq
+        if not cur.next():
+            break
+    return out

@@ -2,7 +2,10 @@
 a parsed request into reads, writer jobs and events, and never loops over
 recipients itself (the router does that in Cython)."""
 import asyncio
+import base64
 import logging
+import os
+import time
 
 import lmdb
 import orjson
@@ -10,7 +13,8 @@ import orjson
 from . import _core
 from . import protocol as P
 from .protocol import ProtocolError
-from .store import NUL, direct_conv, now_ms
+from .presence import Presence
+from .store import NUL, Refused, direct_conv, now_ms
 
 log = logging.getLogger("chatsrv.hub")
 
@@ -22,11 +26,12 @@ CLOSE_GOING_AWAY = 1001
 class Session:
     """Hub-side state of one connection (kept in Conn.extra)."""
 
-    __slots__ = ("pending", "busy")
+    __slots__ = ("pending", "busy", "watching")
 
     def __init__(self):
         self.pending = []   # requests that arrived while login/auth was in flight
         self.busy = False
+        self.watching = set()
 
 
 class Hub:
@@ -43,9 +48,14 @@ class Hub:
         self.conns = set()
         self.loop = asyncio.get_event_loop()
         self._hashing = 0
+        self.presence = Presence(router, writer, self.loop, cfg.presence_grace)
+        self._typing = {}     # (user, conv) -> when the last typing event was forwarded
         self.handlers = {
             "signup": self.signup, "login": self.login, "auth": self.auth, "send": self.send,
             "ack": self.ack, "history": self.history, "convs": self.convs, "logout": self.logout,
+            "group_create": self.group_create, "group_add": self.group_add, "group_remove": self.group_remove,
+            "group_leave": self.group_leave, "group_rename": self.group_rename, "group_info": self.group_info,
+            "watch": self.watch, "unwatch": self.unwatch, "typing": self.typing, "read": self.read,
         }
 
     # --- connection life
@@ -62,6 +72,12 @@ class Hub:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
+        if conn.authed and self.router.detach(conn):
+            self.presence.went_offline(conn.user)
+        s = conn.extra
+        if s is not None and s.watching:
+            self.presence.unwatch(conn, s.watching)
+            s.watching.clear()
 
     def _auth_timeout(self, conn):
         conn.timer = None
@@ -133,6 +149,9 @@ class Hub:
         `unavailable` (map or disk full) or `internal`, and nothing acknowledged is lost."""
 
         def finish(result, error):
+            if isinstance(error, Refused):
+                conn.send(P.err(req.rid, error.code, error.msg))
+                return
             if error is not None:
                 if isinstance(error, (lmdb.MapFullError, lmdb.DiskError)) or isinstance(error, OSError):
                     conn.send(P.err(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later"))
@@ -248,7 +267,8 @@ class Hub:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
-        self.router.attach(conn)
+        if self.router.attach(conn):
+            self.presence.went_online(user)
         conn.send(P.ok(req.rid, reply))
         self._replay(conn)
 
@@ -301,30 +321,32 @@ class Hub:
             if req.to == user:
                 raise ProtocolError(req.rid, P.BAD_REQUEST, "cannot send to yourself")
             conv = direct_conv(user, req.to)
-            members = self._members(conv)
-            if members is None:
+            if self._members(conv) is None:
                 with self.store.read() as txn:
                     if self.store.user(txn, req.to) is None:
                         raise ProtocolError(req.rid, P.NOT_FOUND, "no such user")
-                members = sorted((user, req.to))
-                new_conv = {"kind": "direct", "members": members, "ts": now_ms()}
+                new_conv = {"kind": "direct", "members": sorted((user, req.to)), "ts": now_ms()}
         else:
             conv = req.conv
+            # an early answer; the writer checks again against what is committed
             members = self._members(conv)
             if members is None or user not in members:
                 raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
         body, cid = req.body, req.cid
-        router = self.router
 
         def done(result):
-            dup, conv_, seq, ts, mine, record, positions = result
-            if not dup:
-                if new_conv is not None:
-                    router.members[conv] = members
-                router.deliver(members, positions, record, conn)
-            conn.send(P.ok(req.rid, {"conv": conv_, "seq": seq, "ts": ts, "inbox": mine}))
+            self._deliver(result, conn)
+            conn.send(P.ok(req.rid, {"conv": result[1], "seq": result[2], "ts": result[3], "inbox": result[4]}))
 
-        self._write(conn, req, lambda txn: self.writer.send(txn, user, conv, members, body, cid, new_conv), done)
+        self._write(conn, req, lambda txn: self.writer.send(txn, user, conv, body, cid, new_conv), done)
+
+    def _deliver(self, result, exclude, members_after=None):
+        """Fans a committed message out (nothing for a deduplicated one)."""
+        dup, conv, seq, ts, mine, record, positions, members = result
+        if dup:
+            return
+        self.router.members[conv] = members if members_after is None else members_after
+        self.router.deliver(members, positions, record, exclude)
 
     def ack(self, conn, req):
         user, device = conn.user, conn.device
@@ -332,8 +354,30 @@ class Hub:
             head = self.store.inbox_head(txn, user)
         if req.upto > head:
             raise ProtocolError(req.rid, P.BAD_REQUEST, f"upto is past the inbox head ({head})")
-        self._write(conn, req, lambda txn: self.writer.ack(txn, user, device, req.upto),
-                    lambda _: conn.send(P.ok(req.rid, {})))
+
+        def done(result):
+            conn.send(P.ok(req.rid, {}))
+            for conv, seq in result[1]:
+                a, b = conv[2:].split(":")
+                self.router.broadcast((b if a == user else a,),
+                                      P.event("delivered", conv=conv, user=user, seq=seq))
+
+        self._write(conn, req, lambda txn: self.writer.ack(txn, user, device, req.upto), done)
+
+    def read(self, conn, req):
+        user, conv, seq = conn.user, req.conv, req.seq
+
+        def done(result):
+            moved, marker, members = result
+            conn.send(P.ok(req.rid, {}))
+            if moved:
+                self.router.broadcast(members, P.event("read", conv=conv, user=user, seq=marker))
+                self.on_read(conn, conv, marker)
+
+        self._write(conn, req, lambda txn: self.writer.read(txn, user, conv, seq), done)
+
+    def on_read(self, conn, conv, seq):
+        """Called when conn's user has read conv up to seq (push clears notifications here)."""
 
     def _membership(self, txn, user, conv, rid):
         m = self.store.membership(txn, user, conv)
@@ -368,6 +412,93 @@ class Hub:
                 out.append(((last_obj["ts"] if last_obj else rec.get("ts", 0)), item))
         out.sort(key=lambda p: p[0], reverse=True)
         conn.send(P.ok(req.rid, {"convs": [item for _, item in out]}))
+
+    # --- groups
+
+    def group_create(self, conn, req):
+        user, cap = conn.user, self.cfg.max_group_members
+        if len(set(req.members) | {user}) > cap:
+            raise ProtocolError(req.rid, P.TOO_LARGE, f"a group has at most {cap} members")
+        conv = "g:" + base64.b32encode(os.urandom(10)).decode().lower()
+
+        def done(result):
+            self._deliver(result, None)
+            conn.send(P.ok(req.rid, {"conv": conv}))
+
+        self._write(conn, req, lambda txn: self.writer.group_create(txn, conv, user, req.name, req.members, cap),
+                    done)
+
+    def _group_change(self, conn, req, action, users=(), name=None):
+        user, cap = conn.user, self.cfg.max_group_members
+
+        def done(result):
+            if result is not None:
+                self._deliver(result[0], None, members_after=result[1])
+            conn.send(P.ok(req.rid, {}))
+
+        def change(txn):
+            out = self.writer.group_change(txn, req.conv, user, action, users, name, cap)
+            return None if out is None else (out, self.writer.members[req.conv.encode()])
+
+        self._write(conn, req, change, done)
+
+    def group_add(self, conn, req):
+        self._group_change(conn, req, "add", req.users)
+
+    def group_remove(self, conn, req):
+        self._group_change(conn, req, "remove", [req.user])
+
+    def group_leave(self, conn, req):
+        self._group_change(conn, req, "leave")
+
+    def group_rename(self, conn, req):
+        self._group_change(conn, req, "rename", name=req.name)
+
+    def group_info(self, conn, req):
+        with self.store.read() as txn:
+            rec = self.store.conv(txn, req.conv)
+        if rec is None or conn.user not in rec["members"]:
+            raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
+        if rec["kind"] != "group":
+            raise ProtocolError(req.rid, P.BAD_REQUEST, "not a group")
+        conn.send(P.ok(req.rid, {"conv": req.conv, "name": rec["name"], "owner": rec["owner"],
+                                 "members": rec["members"]}))
+
+    # --- presence and typing
+
+    def watch(self, conn, req):
+        user = conn.user
+        with self.store.read() as txn:
+            for u in req.users:
+                if u != user and not self.store.shares_conv(txn, user, u):
+                    raise ProtocolError(req.rid, P.FORBIDDEN, f"no conversation shared with {u}")
+            states = self.presence.watch(conn, req.users, txn)
+        conn.extra.watching.update(req.users)
+        conn.send(P.ok(req.rid, {"presence": states}))
+
+    def unwatch(self, conn, req):
+        watching = conn.extra.watching
+        users = [u for u in req.users if u in watching]
+        watching.difference_update(users)
+        self.presence.unwatch(conn, users)
+        conn.send(P.ok(req.rid, {}))
+
+    def typing(self, conn, req):
+        user, conv = conn.user, req.conv
+        members = self._members(conv)
+        if members is None or user not in members:
+            raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
+        conn.send(P.ok(req.rid, {}))
+        now = time.monotonic()
+        key = (user, conv)
+        last = self._typing.get(key)
+        if last is not None and now - last < self.cfg.typing_interval:
+            return
+        if len(self._typing) > 100_000:
+            cutoff = now - self.cfg.typing_interval
+            self._typing = {k: t for k, t in self._typing.items() if t > cutoff}
+        self._typing[key] = now
+        self.router.broadcast(members, P.event("typing", conv=conv, user=user), None, user)
 
     # --- shutdown
 

@@ -22,6 +22,7 @@ DEVICE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CONV_MAX = 100
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
+USER_LIST_MAX = 10000    # a bound on the work one request can ask for; group size has its own limit
 
 
 class ProtocolError(Exception):
@@ -86,6 +87,25 @@ def seqno(name, v):
     return v
 
 
+def group_name(name, v):
+    return _str(name, v, 1, 100)
+
+
+def user_list(name, v):
+    if type(v) is not list or len(v) > USER_LIST_MAX:
+        raise ValueError(f"{name} must be a list of at most {USER_LIST_MAX} user names")
+    for u in v:
+        user_name(name, u)
+    return list(dict.fromkeys(v))   # drop repeats, keep order
+
+
+def nonempty_user_list(name, v):
+    v = user_list(name, v)
+    if not v:
+        raise ValueError(f"{name} must not be empty")
+    return v
+
+
 def limit(name, v):
     if type(v) is not int or v < 1:
         raise ValueError(f"{name} must be a positive integer")
@@ -136,12 +156,12 @@ class Request:
 OPS = {}
 
 
-def op(name, needs_auth=True, **fields):
+def op(op_name, needs_auth=True, **fields):
     def wrap(cls):
-        cls.op = name
+        cls.op = op_name
         cls.needs_auth = needs_auth
         cls.fields = fields
-        OPS[name] = cls
+        OPS[op_name] = cls
         return cls
 
     return wrap
@@ -191,6 +211,56 @@ class Convs(Request):
 
 @op("logout")
 class Logout(Request):
+    pass
+
+
+@op("group_create", name=(group_name, REQ, None), members=(user_list, REQ, None))
+class GroupCreate(Request):
+    pass
+
+
+@op("group_add", conv=(conv, REQ, None), users=(nonempty_user_list, REQ, None))
+class GroupAdd(Request):
+    pass
+
+
+@op("group_remove", conv=(conv, REQ, None), user=(user_name, REQ, None))
+class GroupRemove(Request):
+    pass
+
+
+@op("group_leave", conv=(conv, REQ, None))
+class GroupLeave(Request):
+    pass
+
+
+@op("group_rename", conv=(conv, REQ, None), name=(group_name, REQ, None))
+class GroupRename(Request):
+    pass
+
+
+@op("group_info", conv=(conv, REQ, None))
+class GroupInfo(Request):
+    pass
+
+
+@op("watch", users=(nonempty_user_list, REQ, None))
+class Watch(Request):
+    pass
+
+
+@op("unwatch", users=(nonempty_user_list, REQ, None))
+class Unwatch(Request):
+    pass
+
+
+@op("typing", conv=(conv, REQ, None))
+class Typing(Request):
+    pass
+
+
+@op("read", conv=(conv, REQ, None), seq=(seqno, REQ, None))
+class Read(Request):
     pass
 
 

@@ -17,6 +17,8 @@ Key layout (user and conv names never contain NUL, numbers are big-endian u64):
   reads     user\\0conv              -> read seq
   cursors   user\\0device            -> acked inbox position
   cids      user\\0cid               -> [conv, seq, ts, sender inbox position]
+  delivered user\\0conv              -> highest seq of a direct conv acked by one of user's devices
+  seen      user                    -> ms the user was last online
 """
 import logging
 import os
@@ -27,12 +29,23 @@ import lmdb
 import orjson
 
 from . import _core
+from . import protocol as P
 from .protocol import message_record
 
 log = logging.getLogger("chatsrv.store")
 
 NUL = b"\0"
-DBS = ("users", "tokens", "devtokens", "convs", "members", "msgs", "inbox", "reads", "cursors", "cids")
+DBS = ("users", "tokens", "devtokens", "convs", "members", "msgs", "inbox", "reads", "cursors", "cids",
+       "delivered", "seen")
+
+
+class Refused(Exception):
+    """A writer job that is refused on what the store holds (raised before it writes anything)."""
+
+    def __init__(self, code, msg):
+        super().__init__(msg)
+        self.code = code
+        self.msg = msg
 
 
 def now_ms():
@@ -146,6 +159,22 @@ class Store:
         n = len(prefix)
         return [(k[n:].decode(), orjson.loads(v)) for k, v in prefix_scan(txn, self.members, prefix)]
 
+    def last_seen(self, txn, user):
+        v = txn.get(user.encode(), db=self.seen)
+        return _core.tail_u64(v) if v is not None else 0
+
+    def shares_conv(self, txn, user, other):
+        """True if the two users are members of one conversation."""
+        if self.membership(txn, user, direct_conv(user, other)) is not None:
+            return True
+        other_b = other.encode() + NUL
+        for conv, m in self.user_convs(txn, user):
+            if not m.get("left") and conv.startswith("g:"):
+                v = txn.get(other_b + conv.encode(), db=self.members)
+                if v is not None and not orjson.loads(v).get("left"):
+                    return True
+        return False
+
     def device_cursors(self, txn, user):
         return [_core.tail_u64(v) for _, v in prefix_scan(txn, self.cursors, user.encode() + NUL)]
 
@@ -176,6 +205,7 @@ class Writer:
         # Caches derived from the store; cleared whenever a transaction aborts.
         self.heads = {}
         self.seqs = {}
+        self.members = {}   # conv bytes -> member list; lists are replaced, never changed in place
         self.n_commits = 0
         self.n_jobs = 0
         self.n_failed = 0
@@ -220,11 +250,13 @@ class Writer:
         try:
             with env.begin(write=True) as txn:
                 for job in batch:
-                    job.result = job.fn(txn)
+                    try:
+                        job.result = job.fn(txn)
+                    except Refused as e:
+                        job.error = e
         except Exception:
             # One bad job (a full map, say) must not fail the others: redo each alone.
-            self.heads.clear()
-            self.seqs.clear()
+            self._forget()
             for job in batch:
                 job.result = None
                 try:
@@ -232,15 +264,22 @@ class Writer:
                         job.result = job.fn(txn)
                 except Exception as e:
                     job.result = None
+                    if isinstance(e, Refused):
+                        job.error = e
+                        continue
                     job.error = e
                     self.n_failed += 1
-                    self.heads.clear()
-                    self.seqs.clear()
+                    self._forget()
                     if not isinstance(e, lmdb.MapFullError):
                         log.exception("write failed")
         self.n_commits += 1
         self.n_jobs += len(batch)
         self.commit_seconds += time.perf_counter() - t0
+
+    def _forget(self):
+        self.heads.clear()
+        self.seqs.clear()
+        self.members.clear()
 
     @staticmethod
     def _finish(batch):
@@ -296,13 +335,54 @@ class Writer:
         return macs
 
     def ack(self, txn, user, device, upto):
-        key = user.encode() + NUL + device.encode()
-        v = txn.get(key, db=self.store.cursors)
+        """Moves the device's cursor to upto if that is forward. Returns (cursor, delivered):
+        delivered lists (conv, seq) of direct conversations whose acked position moved."""
+        s = self.store
+        user_b = user.encode()
+        key = user_b + NUL + device.encode()
+        v = txn.get(key, db=s.cursors)
         cur = _core.tail_u64(v) if v is not None else 0
-        if upto > cur:
-            txn.put(key, _core.key_u64(b"", upto), db=self.store.cursors)
-            return upto
-        return cur
+        if upto <= cur:
+            return cur, []
+        txn.put(key, _core.key_u64(b"", upto), db=s.cursors)
+        moved = []
+        for conv, seq in _core.acked_direct(txn, s.inbox, user_b + NUL, cur, upto).items():
+            dkey = user_b + NUL + conv.encode()
+            old = txn.get(dkey, db=s.delivered)
+            if old is None or _core.tail_u64(old) < seq:
+                txn.put(dkey, _core.key_u64(b"", seq), db=s.delivered)
+                moved.append((conv, seq))
+        return upto, moved
+
+    def read(self, txn, user, conv, seq):
+        """Moves user's read marker of conv to max(marker, seq). Returns (moved, marker, members)."""
+        s = self.store
+        conv_b = conv.encode()
+        v = txn.get(user.encode() + NUL + conv_b, db=s.members)
+        if v is None or orjson.loads(v).get("left"):
+            raise Refused(P.FORBIDDEN, "not a member of this conversation")
+        if seq > self.last_seq(txn, conv_b):
+            raise Refused(P.BAD_REQUEST, "seq is past the conversation's last message")
+        key = user.encode() + NUL + conv_b
+        old = txn.get(key, db=s.reads)
+        old = _core.tail_u64(old) if old is not None else 0
+        members = self.members_of(txn, conv_b)
+        if seq <= old:
+            return False, old, members
+        txn.put(key, _core.key_u64(b"", seq), db=s.reads)
+        return True, seq, members
+
+    def set_seen(self, txn, user, ts):
+        txn.put(user.encode(), _core.key_u64(b"", ts), db=self.store.seen)
+
+    def members_of(self, txn, conv_b):
+        members = self.members.get(conv_b)
+        if members is None:
+            v = txn.get(conv_b, db=self.store.convs)
+            if v is None:
+                return None
+            members = self.members[conv_b] = orjson.loads(v)["members"]
+        return members
 
     def create_conv(self, txn, conv, rec):
         """Creates conv with its members' rows; False if it already exists."""
@@ -315,34 +395,116 @@ class Writer:
             txn.put(m.encode() + NUL + conv_b, joined, db=s.members)
         return True
 
-    def send(self, txn, user, conv, members, body, cid, new_conv=None, sys=None):
+    def send(self, txn, user, conv, body, cid, new_conv=None, sys=None, members=None):
         """Stores a message and appends it to every member's inbox.
 
-        Returns (dup, conv, seq, ts, inbox, record, positions), inbox being the
-        sender's own inbox position: a cid seen before gives dup=True with the
-        first send's conv, seq, ts and inbox, and stores nothing.
+        The sender must be a member (checked here, against the store, so a send
+        that raced a removal is refused); `members` overrides the recipients for
+        system messages. Returns (dup, conv, seq, ts, inbox, record, positions,
+        members), inbox being the sender's own position: a cid seen before gives
+        dup=True with the first send's conv, seq, ts and inbox, and stores nothing.
         """
         s = self.store
         user_b = user.encode()
+        conv_b = conv.encode()
         if cid is not None:
             ck = user_b + NUL + cid.encode()
             prev = txn.get(ck, db=s.cids)
             if prev is not None:
                 _conv, seq, ts, mine = orjson.loads(prev)
-                return (True, _conv, seq, ts, mine, None, None)
-        if new_conv is not None:
-            self.create_conv(txn, conv, new_conv)
-        conv_b = conv.encode()
+                return (True, _conv, seq, ts, mine, None, None, None)
+        if members is None:
+            if new_conv is not None:
+                self.create_conv(txn, conv, new_conv)
+            members = self.members_of(txn, conv_b)
+            if members is None or user not in members:
+                raise Refused(P.FORBIDDEN, "not a member of this conversation")
         seq = self.last_seq(txn, conv_b) + 1
         ts = now_ms()
         record = message_record(conv, seq, user, ts, body=body, cid=cid, sys=sys)
         mkey = _core.key_u64(conv_b + NUL, seq)
         txn.put(mkey, record, db=s.msgs)
         self.seqs[conv_b] = seq
-        positions = _core.append_inboxes(txn, s.inbox, members, self.heads,
-                                         self.head_of, mkey)
-        txn.put(user_b + NUL + conv_b, _core.key_u64(b"", seq), db=s.reads)
+        positions = _core.append_inboxes(txn, s.inbox, members, self.heads, self.head_of, mkey)
+        if user in members:
+            txn.put(user_b + NUL + conv_b, _core.key_u64(b"", seq), db=s.reads)
         mine = positions[members.index(user)] if user in members else 0
         if cid is not None:
             txn.put(ck, orjson.dumps([conv, seq, ts, mine]), db=s.cids)
-        return (False, conv, seq, ts, mine, record, positions)
+        return (False, conv, seq, ts, mine, record, positions, members)
+
+    def _users_exist(self, txn, users):
+        for u in users:
+            if txn.get(u.encode(), db=self.store.users) is None:
+                raise Refused(P.NOT_FOUND, f"no such user: {u}")
+
+    def group_create(self, txn, conv, owner, name, members, cap):
+        """Creates a group with its creator as owner and first member; returns send()'s tuple."""
+        members = list(dict.fromkeys([owner] + members))
+        self._users_exist(txn, members[1:])
+        if len(members) > cap:
+            raise Refused(P.TOO_LARGE, f"a group has at most {cap} members")
+        conv_b = conv.encode()
+        rec = {"kind": "group", "name": name, "owner": owner, "members": members, "ts": now_ms()}
+        if not txn.put(conv_b, orjson.dumps(rec), db=self.store.convs, overwrite=False):
+            raise Refused(P.CONFLICT, "conversation id exists")
+        self.members[conv_b] = members
+        out = self.send(txn, owner, conv, None, None, sys={"action": "create", "users": members, "name": name},
+                        members=members)
+        joined = orjson.dumps({"joined": out[2]})
+        for m in members:
+            txn.put(m.encode() + NUL + conv_b, joined, db=self.store.members)
+        return out
+
+    def group_change(self, txn, conv, actor, action, users=(), name=None, cap=0):
+        """add, remove, leave or rename, stored as a system message to the members before the
+        change (and the added ones). Returns send()'s tuple, or None when nothing changes."""
+        s = self.store
+        conv_b = conv.encode()
+        v = txn.get(conv_b, db=s.convs)
+        rec = orjson.loads(v) if v is not None else None
+        if rec is None or actor not in rec["members"]:
+            raise Refused(P.FORBIDDEN, "not a member of this conversation")
+        if rec["kind"] != "group":
+            raise Refused(P.BAD_REQUEST, "not a group")
+        members = rec["members"]
+        if action == "add":
+            users = [u for u in users if u not in members]
+            self._users_exist(txn, users)
+            if not users:
+                return None
+            if len(members) + len(users) > cap:
+                raise Refused(P.TOO_LARGE, f"a group has at most {cap} members")
+            after = members + users
+            recipients = after
+        elif action == "remove":
+            if actor != rec["owner"]:
+                raise Refused(P.FORBIDDEN, "only the owner may remove members")
+            if users[0] not in members:
+                raise Refused(P.NOT_FOUND, "not a member of this group")
+            after = [m for m in members if m not in users]
+            recipients = members
+        elif action == "leave":
+            users = [actor]
+            after = [m for m in members if m != actor]
+            recipients = members
+        else:  # rename
+            rec["name"] = name
+            users = []
+            after = recipients = members
+        out = self.send(txn, actor, conv, None, None, members=recipients,
+                        sys={"action": action, "users": users, "name": rec["name"]})
+        seq = out[2]
+        if action in ("remove", "leave") and rec["owner"] not in after:
+            rec["owner"] = after[0] if after else None    # the longest-standing member
+        rec["members"] = after
+        txn.put(conv_b, orjson.dumps(rec), db=s.convs)
+        self.members[conv_b] = after
+        for u in users:
+            mkey = u.encode() + NUL + conv_b
+            if action == "add":
+                txn.put(mkey, orjson.dumps({"joined": seq}), db=s.members)
+            else:
+                old = orjson.loads(txn.get(mkey, db=s.members) or b"{}")
+                txn.put(mkey, orjson.dumps({"joined": old.get("joined", 1), "left": seq}), db=s.members)
+        return out

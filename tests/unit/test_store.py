@@ -44,7 +44,7 @@ async def test_group_commit_assigns_gapless_seqs_and_inbox_positions(store):
     conv = "d:alice:bob"
     members = ["alice", "bob"]
     new = {"kind": "direct", "members": members, "ts": 1}
-    fns = [lambda w, txn, i=i: w.send(txn, "alice", conv, members, f"m{i}", f"c{i}", new) for i in range(300)]
+    fns = [lambda w, txn, i=i: w.send(txn, "alice", conv, f"m{i}", f"c{i}", new) for i in range(300)]
     out, w = await run_jobs(store, fns)
     assert all(e is None for _, e in out)
     assert [r[2] for r, _ in out] == list(range(1, 301))            # conv seq
@@ -63,7 +63,7 @@ async def test_cid_dedupes_within_a_batch_and_after_reopen(tmp_path):
     s = Store(str(tmp_path), map_size=64 << 20)
     conv, members = "d:a11:b22", ["a11", "b22"]
     new = {"kind": "direct", "members": members, "ts": 1}
-    send = lambda w, txn: w.send(txn, "a11", conv, members, "hello", "same", new)  # noqa: E731
+    send = lambda w, txn: w.send(txn, "a11", conv, "hello", "same", new)  # noqa: E731
     out, _ = await run_jobs(s, [send, send])
     (first, _), (again, _) = out
     assert first[0] is False and again[0] is True
@@ -80,9 +80,9 @@ async def test_cid_dedupes_within_a_batch_and_after_reopen(tmp_path):
 async def test_history_pages_newest_first_returned_ascending(store):
     conv, members = "d:a11:b22", ["a11", "b22"]
     new = {"kind": "direct", "members": members, "ts": 1}
-    fns = [lambda w, txn, i=i: w.send(txn, "a11", conv, members, f"m{i}", f"c{i}", new) for i in range(1, 26)]
+    fns = [lambda w, txn, i=i: w.send(txn, "a11", conv, f"m{i}", f"c{i}", new) for i in range(1, 26)]
     # another conversation interleaved, to be sure scans stop at the prefix
-    fns += [lambda w, txn, i=i: w.send(txn, "a11", "d:a11:c33", ["a11", "c33"], "x", f"o{i}",
+    fns += [lambda w, txn, i=i: w.send(txn, "a11", "d:a11:c33", "x", f"o{i}",
                                        {"kind": "direct", "members": ["a11", "c33"], "ts": 1}) for i in range(5)]
     await run_jobs(store, fns)
     with store.read() as txn:
@@ -98,9 +98,9 @@ async def test_history_pages_newest_first_returned_ascending(store):
 async def test_first_device_cursor_starts_at_the_highest_of_the_others(store):
     out, _ = await run_jobs(store, [
         lambda w, txn: w.add_token(txn, "ann", "phone", b"m1" * 16),
-        lambda w, txn: w.ack(txn, "ann", "phone", 7),
+        lambda w, txn: w.ack(txn, "ann", "phone", 7)[0],
         lambda w, txn: w.add_token(txn, "ann", "laptop", b"m2" * 16),
-        lambda w, txn: w.ack(txn, "ann", "phone", 3),    # never moves back
+        lambda w, txn: w.ack(txn, "ann", "phone", 3)[0],    # never moves back
     ])
     assert [r for r, _ in out] == [0, 7, 7, 7]
     with store.read() as txn:
@@ -116,8 +116,8 @@ async def test_a_full_map_fails_only_the_job_that_does_not_fit(tmp_path):
     s = Store(str(tmp_path), map_size=1 << 20)
     conv, members = "d:a11:b22", ["a11", "b22"]
     new = {"kind": "direct", "members": members, "ts": 1}
-    small = lambda i: lambda w, txn: w.send(txn, "a11", conv, members, "x", f"s{i}", new)  # noqa: E731
-    huge = lambda w, txn: w.send(txn, "a11", conv, members, "y" * (2 << 20), "big", new)  # noqa: E731
+    small = lambda i: lambda w, txn: w.send(txn, "a11", conv, "x", f"s{i}", new)  # noqa: E731
+    huge = lambda w, txn: w.send(txn, "a11", conv, "y" * (2 << 20), "big", new)  # noqa: E731
     out, _ = await run_jobs(s, [small(1), huge, small(2)])
     assert out[0][1] is None and out[2][1] is None
     assert isinstance(out[1][1], lmdb.MapFullError)
