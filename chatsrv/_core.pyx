@@ -473,27 +473,27 @@ cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t a
     return (n, pos)
 
 
-cpdef dict acked_direct(txn, inbox_db, bytes user_prefix, uint64_t after, uint64_t upto):
-    """{conv: highest seq} of the direct conversations among inbox positions (after, upto]."""
+cpdef dict inbox_span(txn, inbox_db, bytes user_prefix, uint64_t after, uint64_t upto, bint direct_only):
+    """{conv: (seq, pos)} of the newest entry of each conversation among inbox positions
+    (after, upto]. In an inbox a conversation's messages are in seq order, so the
+    last entry seen holds both its highest seq and its highest position."""
     cdef dict out = {}
     cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
     cdef bytes k, v
-    cdef Py_ssize_t vlen
-    cdef uint64_t seq
+    cdef uint64_t pos
     cur = txn.cursor(db=inbox_db)
     if not cur.set_range(key_u64(user_prefix, after + 1)):
         return out
     while True:
         k = cur.key()
-        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix or tail_u64(k) > upto:
+        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix:
+            break
+        pos = tail_u64(k)
+        if pos > upto:
             break
         v = cur.value()
-        vlen = PyBytes_GET_SIZE(v)
-        if v[:2] == b"d:":
-            conv = PyUnicode_DecodeUTF8(PyBytes_AS_STRING(v), vlen - 9, NULL)
-            seq = tail_u64(v)
-            if seq > <uint64_t>out.get(conv, 0):
-                out[conv] = seq
+        if not direct_only or v[:2] == b"d:":
+            out[PyUnicode_DecodeUTF8(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v) - 9, NULL)] = (tail_u64(v), pos)
         if not cur.next():
             break
     return out

@@ -18,6 +18,7 @@ from .store import NUL, Refused, direct_conv, now_ms
 
 log = logging.getLogger("chatsrv.hub")
 
+CONVS_RECENT = 2000     # inbox entries scanned to order `convs` exactly
 REPLAY_CHUNK = 512      # backlog messages sent per loop iteration, so replay never stalls others
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
@@ -396,6 +397,11 @@ class Hub:
         store = self.store
         out = []
         with store.read() as txn:
+            # Recency is exact by inbox position for conversations active in the newest
+            # entries (timestamps tie within a millisecond); older ones go by timestamp.
+            head = store.inbox_head(txn, user)
+            recent = _core.inbox_span(txn, store.inbox, user.encode() + NUL, max(0, head - CONVS_RECENT), head,
+                                      False)
             for conv, m in store.user_convs(txn, user):
                 if m.get("left"):
                     continue
@@ -409,7 +415,8 @@ class Hub:
                     item["name"] = rec.get("name")
                 last_obj = orjson.loads(b"{" + last) if last is not None else None
                 item.update(last_seq=last_seq, read_seq=read, unread=max(0, last_seq - read), last=last_obj)
-                out.append(((last_obj["ts"] if last_obj else rec.get("ts", 0)), item))
+                pos = recent.get(conv, (0, 0))[1]
+                out.append(((pos, last_obj["ts"] if last_obj else rec.get("ts", 0)), item))
         out.sort(key=lambda p: p[0], reverse=True)
         conn.send(P.ok(req.rid, {"convs": [item for _, item in out]}))
 

@@ -346,7 +346,7 @@ class Writer:
             return cur, []
         txn.put(key, _core.key_u64(b"", upto), db=s.cursors)
         moved = []
-        for conv, seq in _core.acked_direct(txn, s.inbox, user_b + NUL, cur, upto).items():
+        for conv, (seq, _) in _core.inbox_span(txn, s.inbox, user_b + NUL, cur, upto, True).items():
             dkey = user_b + NUL + conv.encode()
             old = txn.get(dkey, db=s.delivered)
             if old is None or _core.tail_u64(old) < seq:
