@@ -84,7 +84,6 @@ cdef class Conn(WSListener):
     cdef public WSTransport transport
     cdef public str user
     cdef public str device
-    cdef public bytes token_mac
     cdef public str addr
     cdef public bint authed
     # While the backlog is replayed, live fan-out skips this connection; the

@@ -60,21 +60,30 @@ class Passwords:
 
 
 class Tokens:
-    """Random 256-bit tokens; the store keeps HMAC-SHA256(key, token) only."""
+    """Tokens are `selector.verifier`: the selector (96 bits) finds the row, the
+    verifier (256 bits) is checked against its stored HMAC-SHA256 in constant time.
+    Only the selector and the HMAC are stored, so a copy of the database gives no token."""
 
     def __init__(self, key):
         self.key = key
 
-    @staticmethod
-    def new():
-        return secrets.token_urlsafe(32)
+    def new(self):
+        """(token, selector, mac) for a fresh token."""
+        selector = secrets.token_urlsafe(12)
+        verifier = secrets.token_urlsafe(32)
+        return f"{selector}.{verifier}", selector.encode(), self._mac(verifier)
 
-    def mac(self, token):
-        return hmac.new(self.key, token.encode(), hashlib.sha256).digest()
+    def _mac(self, verifier):
+        return hmac.new(self.key, verifier.encode(), hashlib.sha256).digest()
 
     @staticmethod
-    def same(a, b):
-        return hmac.compare_digest(a, b)
+    def selector(token):
+        """The selector of a well-formed token, else None."""
+        sel, dot, ver = token.partition(".")
+        return sel.encode() if dot and len(sel) == 16 and len(ver) == 43 else None
+
+    def check(self, token, mac):
+        return hmac.compare_digest(self._mac(token.partition(".")[2]), mac)
 
 
 class Throttle:

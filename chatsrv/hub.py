@@ -229,39 +229,37 @@ class Hub:
             raise ProtocolError(req.rid, P.UNAUTHORIZED, "wrong user name or password")
         if conn.closing:
             return
-        token = self.tokens.new()
-        mac = self.tokens.mac(token)
+        token, selector, mac = self.tokens.new()
         w = self.writer
         try:
             if rehash:
                 await self._future_write(lambda txn: w.set_password_hash(txn, req.user, rehash))
-            cursor = await self._future_write(lambda txn: w.add_token(txn, req.user, req.device, mac))
+            cursor = await self._future_write(lambda txn: w.add_token(txn, req.user, req.device, selector, mac))
         except lmdb.Error:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
         log.info("login user=%s device=%s addr=%s", req.user, req.device, conn.addr)
-        self._authenticated(conn, req, req.user, req.device, mac, cursor,
+        self._authenticated(conn, req, req.user, req.device, cursor,
                             {"token": token, "user": req.user, "device": req.device})
 
     def auth(self, conn, req):
         if conn.authed:
             raise ProtocolError(req.rid, P.BAD_REQUEST, "this connection is already authenticated")
-        mac = self.tokens.mac(req.token)
+        selector = self.tokens.selector(req.token)
         with self.store.read() as txn:
-            found = self.store.token(txn, mac)
-            if found is None:
+            found = self.store.token(txn, selector) if selector is not None else None
+            if found is None or not self.tokens.check(req.token, found[2]):
                 raise ProtocolError(req.rid, P.UNAUTHORIZED, "invalid or revoked token")
-            user, device = found
+            user, device, _ = found
             cursor = self.store.cursor(txn, user, device)
         if cursor is None:
             cursor = 0
-        self._authenticated(conn, req, user, device, mac, cursor, {"user": user, "device": device})
+        self._authenticated(conn, req, user, device, cursor, {"user": user, "device": device})
 
-    def _authenticated(self, conn, req, user, device, mac, cursor, reply):
+    def _authenticated(self, conn, req, user, device, cursor, reply):
         if conn.closing:
             return
         conn.user = user
         conn.device = device
-        conn.token_mac = mac
         conn.authed = True
         conn.replaying = True
         conn.last_sent = cursor

@@ -8,8 +8,8 @@ bench-only unsafe mode is on). Nothing here knows about sockets.
 
 Key layout (user and conv names never contain NUL, numbers are big-endian u64):
   users     user                    -> {"pw": argon2 hash, "ts": ms}
-  tokens    hmac(token)             -> [user, device]
-  devtokens user\\0device\\0hmac      -> b""
+  tokens    selector                -> [user, device, hex hmac(verifier)]
+  devtokens user\\0device\\0selector  -> b""
   convs     conv                    -> {"kind", "members", "name", "owner", "ts"}
   members   user\\0conv              -> {"joined": first seq visible}
   msgs      conv\\0seq               -> message record (the `"conv":...}` tail of its JSON)
@@ -104,9 +104,13 @@ class Store:
         v = txn.get(user.encode(), db=self.users)
         return orjson.loads(v) if v is not None else None
 
-    def token(self, txn, mac):
-        v = txn.get(mac, db=self.tokens)
-        return orjson.loads(v) if v is not None else None
+    def token(self, txn, selector):
+        """(user, device, mac) of a token's selector, or None."""
+        v = txn.get(selector, db=self.tokens)
+        if v is None:
+            return None
+        user, device, mac = orjson.loads(v)
+        return user, device, bytes.fromhex(mac)
 
     def conv(self, txn, conv):
         v = txn.get(conv.encode(), db=self.convs)
@@ -311,13 +315,13 @@ class Writer:
         rec["pw"] = pw_hash
         txn.put(user.encode(), orjson.dumps(rec), db=self.store.users)
 
-    def add_token(self, txn, user, device, mac):
+    def add_token(self, txn, user, device, selector, mac):
         """Stores a token; a device seen for the first time starts at the highest cursor of the
         user's other devices. Returns the device's cursor."""
         s = self.store
         ud = user.encode() + NUL + device.encode()
-        txn.put(mac, orjson.dumps([user, device]), db=s.tokens)
-        txn.put(ud + NUL + mac, b"", db=s.devtokens)
+        txn.put(selector, orjson.dumps([user, device, mac.hex()]), db=s.tokens)
+        txn.put(ud + NUL + selector, b"", db=s.devtokens)
         v = txn.get(ud, db=s.cursors)
         if v is not None:
             return _core.tail_u64(v)
@@ -328,11 +332,11 @@ class Writer:
     def revoke_device(self, txn, user, device):
         s = self.store
         prefix = user.encode() + NUL + device.encode() + NUL
-        macs = [k[len(prefix):] for k, _ in prefix_scan(txn, s.devtokens, prefix)]
-        for mac in macs:
-            txn.delete(mac, db=s.tokens)
-            txn.delete(prefix + mac, db=s.devtokens)
-        return macs
+        selectors = [k[len(prefix):] for k, _ in prefix_scan(txn, s.devtokens, prefix)]
+        for sel in selectors:
+            txn.delete(sel, db=s.tokens)
+            txn.delete(prefix + sel, db=s.devtokens)
+        return selectors
 
     def ack(self, txn, user, device, upto):
         """Moves the device's cursor to upto if that is forward. Returns (cursor, delivered):

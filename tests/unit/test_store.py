@@ -97,19 +97,19 @@ async def test_history_pages_newest_first_returned_ascending(store):
 
 async def test_first_device_cursor_starts_at_the_highest_of_the_others(store):
     out, _ = await run_jobs(store, [
-        lambda w, txn: w.add_token(txn, "ann", "phone", b"m1" * 16),
+        lambda w, txn: w.add_token(txn, "ann", "phone", b"s1", b"m1" * 16),
         lambda w, txn: w.ack(txn, "ann", "phone", 7)[0],
-        lambda w, txn: w.add_token(txn, "ann", "laptop", b"m2" * 16),
+        lambda w, txn: w.add_token(txn, "ann", "laptop", b"s2", b"m2" * 16),
         lambda w, txn: w.ack(txn, "ann", "phone", 3)[0],    # never moves back
     ])
     assert [r for r, _ in out] == [0, 7, 7, 7]
     with store.read() as txn:
-        assert store.token(txn, b"m2" * 16) == ["ann", "laptop"]
+        assert store.token(txn, b"s2") == ("ann", "laptop", b"m2" * 16)
     out, _ = await run_jobs(store, [lambda w, txn: w.revoke_device(txn, "ann", "laptop")])
-    assert out[0][0] == [b"m2" * 16]
+    assert out[0][0] == [b"s2"]
     with store.read() as txn:
-        assert store.token(txn, b"m2" * 16) is None
-        assert store.token(txn, b"m1" * 16) == ["ann", "phone"]
+        assert store.token(txn, b"s2") is None
+        assert store.token(txn, b"s1") == ("ann", "phone", b"m1" * 16)
 
 
 async def test_a_full_map_fails_only_the_job_that_does_not_fit(tmp_path):
