@@ -8,7 +8,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./data
 
-.PHONY: all venv build run test unit functional annotate bench locust clean
+.PHONY: all venv build sysdeps run test unit functional annotate bench locust clean
+
+# Debian packages the tests use (promtool from prometheus); installed only when missing.
+SYSDEPS_CMDS := promtool
+SYSDEPS_PKGS := prometheus
 
 all: build
 
@@ -30,7 +34,14 @@ build: $(STAMP) chatsrv/_core.pyx
 run: build
 	$(VENV)/bin/chatsrv serve --host $(HOST) --port $(PORT) --data $(DATA)
 
-test: build
+sysdeps:
+	@missing=""; for c in $(SYSDEPS_CMDS); do command -v $$c >/dev/null || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS_PKGS); \
+	fi
+
+test: build sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 unit: build

@@ -13,6 +13,7 @@ import orjson
 from . import _core
 from . import protocol as P
 from .protocol import ProtocolError
+from .metrics import Hist
 from .presence import Presence
 from .store import NUL, Refused, direct_conv, now_ms
 
@@ -50,6 +51,7 @@ class Hub:
         self.loop = asyncio.get_event_loop()
         self._hashing = 0
         self.presence = Presence(router, writer, self.loop, cfg.presence_grace)
+        self.send_latency = Hist()
         self._typing = {}     # (user, conv) -> when the last typing event was forwarded
         self.handlers = {
             "signup": self.signup, "login": self.login, "auth": self.auth, "send": self.send,
@@ -332,8 +334,10 @@ class Hub:
             if members is None or user not in members:
                 raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
         body, cid = req.body, req.cid
+        t0 = time.perf_counter()
 
         def done(result):
+            self.send_latency.observe(time.perf_counter() - t0)
             self._deliver(result, conn)
             conn.send(P.ok(req.rid, {"conv": result[1], "seq": result[2], "ts": result[3], "inbox": result[4]}))
 

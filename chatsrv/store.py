@@ -30,6 +30,7 @@ import orjson
 
 from . import _core
 from . import protocol as P
+from .metrics import Hist
 from .protocol import message_record
 
 log = logging.getLogger("chatsrv.store")
@@ -214,6 +215,7 @@ class Writer:
         self.n_jobs = 0
         self.n_failed = 0
         self.commit_seconds = 0.0
+        self.commit_latency = Hist()
         self._thread = threading.Thread(target=self._run, name="chatsrv-writer", daemon=True)
 
     def start(self):
@@ -278,7 +280,9 @@ class Writer:
                         log.exception("write failed")
         self.n_commits += 1
         self.n_jobs += len(batch)
-        self.commit_seconds += time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        self.commit_seconds += took
+        self.commit_latency.observe(took)
 
     def _forget(self):
         self.heads.clear()
