@@ -95,6 +95,8 @@ cdef class Conn(WSListener):
     cdef public object timer
     cdef public object resume_cb        # called once when writing resumes (replay waits on it)
     cdef public object extra            # hub-owned per-connection data (watches and such)
+    cdef public double last_rx          # monotonic time of the last frame received
+    cdef public double ping_sent        # when the unanswered keepalive ping went out, else 0
 
     cdef bytearray _frag
     cdef bint _in_frag
@@ -118,6 +120,7 @@ cdef class Conn(WSListener):
         self._refilled = _now()
         self._close_after = close_after
         self._frag = bytearray()
+        self.last_rx = self._refilled
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
@@ -162,6 +165,9 @@ cdef class Conn(WSListener):
         cdef Py_ssize_t n
         if self.closing:
             return
+        # any frame shows the peer is alive; a pong also answers the keepalive ping
+        self.last_rx = _now()
+        self.ping_sent = 0
         if t == WSMsgType.TEXT or t == WSMsgType.BINARY or t == WSMsgType.CONTINUATION:
             if frame.rsv1 or frame.rsv2 or frame.rsv3:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
@@ -260,6 +266,7 @@ cdef class Router:
     cdef public unsigned long long n_delivered
     cdef public unsigned long long n_events
     cdef public unsigned long long n_slow_closed
+    cdef public unsigned long long n_ping_dropped
 
     def __init__(self, Py_ssize_t write_limit):
         self.users = {}
@@ -278,6 +285,26 @@ cdef class Router:
             sent += 1
         self.n_events += sent
         return sent
+
+    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout):
+        """One sweep over all connections: ping those silent for `interval`, drop those
+        whose ping went unanswered for `timeout`. Returns how many were dropped."""
+        cdef double now = _now()
+        cdef Py_ssize_t dropped = 0
+        cdef Conn c
+        for c in list(conns):
+            if c.closing or c.transport is None:
+                continue
+            if c.ping_sent != 0:
+                if now - c.ping_sent >= timeout:
+                    dropped += 1
+                    c.closing = True
+                    c.transport.disconnect(False)
+            elif now - c.last_rx >= interval:
+                c.ping_sent = now
+                c.transport.send_ping()
+        self.n_ping_dropped += dropped
+        return dropped
 
     cpdef opened(self, Conn c):
         self.n_open += 1

@@ -61,6 +61,8 @@ class Collector:
         yield counter("events", "Other events sent to connections", r.n_events)
         yield counter("slow_consumers_closed", "Connections closed for an output backlog over the limit",
                       r.n_slow_closed)
+        yield counter("keepalive_dropped", "Connections dropped for not answering a ping in time",
+                      r.n_ping_dropped)
         yield counter("writer_commits", "LMDB write transactions committed (one per batch)", w.n_commits)
         yield counter("writer_jobs", "Writer jobs applied", w.n_jobs)
         yield counter("writer_failures", "Writer jobs that failed (map or disk full, errors)", w.n_failed)

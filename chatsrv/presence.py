@@ -54,11 +54,16 @@ class Presence:
         return {"user": user, "state": "offline", "last_seen": seen or 0}
 
     def watch(self, conn, users, txn):
+        """Watches users; each is reported as the other watchers see it, so that a
+        change still inside its grace window reaches this watcher too when it ends."""
         out = []
         for u in users:
             st = self.state(u, txn)
+            told = self.announced.setdefault(u, st["state"])
+            if told != st["state"]:
+                st = {"user": u, "state": told,
+                      "last_seen": now_ms() if told == "online" else st["last_seen"]}
             self.router.watch(conn, u)
-            self.announced.setdefault(u, st["state"])
             out.append(st)
         return out
 

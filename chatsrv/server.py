@@ -54,15 +54,24 @@ class Server:
         self.server = await ws_create_server(
             self.route, cfg.host, cfg.port,
             max_frame_size=cfg.max_frame_bytes,
-            enable_auto_ping=True,
-            auto_ping_idle_timeout=cfg.ping_interval,
-            auto_ping_reply_timeout=cfg.ping_timeout,
+            # keepalive is one sweep over all connections (see _keepalive), not a timer per
+            # connection, and picows' own cannot wait longer for a pong than it waits to ping
+            enable_auto_ping=False,
             # 2 KiB (picows' floor) and uvloop's own transport: the least memory per idle connection
             read_buffer_init_size=2048,
             use_aiofastnet=False,
             logger_name="chatsrv.ws",
         )
+        self._keepalive_task = loop.create_task(self._keepalive())
         log.info("chatsrv listening on http://%s:%d (data in %s)", cfg.host, cfg.port, cfg.data)
+
+    async def _keepalive(self):
+        cfg = self.cfg
+        # a sweep every quarter of the shorter period keeps detection within interval + timeout + 25%
+        tick = min(max(min(cfg.ping_interval, cfg.ping_timeout) / 4, 0.05), 1.0)
+        while True:
+            await asyncio.sleep(tick)
+            self.router.keepalive(self.hub.conns, cfg.ping_interval, cfg.ping_timeout)
 
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
@@ -102,6 +111,7 @@ class Server:
         if self.server is None:
             return
         self.server.close()
+        self._keepalive_task.cancel()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
         await asyncio.sleep(0)   # the writer's last callbacks (acks, fan-out) run here

@@ -512,6 +512,11 @@ class Writer:
             mkey = u.encode() + NUL + conv_b
             if action == "add":
                 txn.put(mkey, orjson.dumps({"joined": seq}), db=s.members)
+                # what came before joining is not theirs to read: it is not unread either
+                rkey = u.encode() + NUL + conv_b
+                old_read = txn.get(rkey, db=s.reads)
+                if old_read is None or _core.tail_u64(old_read) < seq - 1:
+                    txn.put(rkey, _core.key_u64(b"", seq - 1), db=s.reads)
             else:
                 old = orjson.loads(txn.get(mkey, db=s.members) or b"{}")
                 txn.put(mkey, orjson.dumps({"joined": old.get("joined", 1), "left": seq}), db=s.members)
