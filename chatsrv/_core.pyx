@@ -144,13 +144,21 @@ cdef class Conn(WSListener):
             cb()
 
     cpdef close(self, int code, str reason):
-        """Sends CLOSE with code and drops the connection; safe to call twice."""
+        """Sends CLOSE with code; the socket is closed when the peer answers it or after
+        the router's close timeout. Closing at once would reset a connection whose peer
+        is still sending, and the reset makes its kernel discard the CLOSE unread."""
         if self.closing:
             return
         self.closing = True
         if self.transport is not None:
             self.transport.send_close(<WSCloseCode>code, reason.encode())
-            self.transport.disconnect()
+            self.router.loop.call_later(self.router.close_timeout, self.drop)
+
+    cpdef drop(self):
+        """Closes the socket now."""
+        self.closing = True
+        if self.transport is not None and not self.transport.is_disconnected:
+            self.transport.disconnect(False)
 
     cpdef send(self, bytes data):
         if not self.closing:
@@ -164,6 +172,9 @@ cdef class Conn(WSListener):
         cdef WSMsgType t = frame.msg_type
         cdef Py_ssize_t n
         if self.closing:
+            # after our CLOSE, frames are dropped until the peer's CLOSE ends it
+            if t == WSMsgType.CLOSE:
+                self.transport.disconnect()
             return
         # any frame shows the peer is alive; a pong also answers the keepalive ping
         self.last_rx = _now()
@@ -256,6 +267,8 @@ cdef class Router:
     # conv -> list of member names; filled from the store on first use
     cdef public dict members
     cdef public dict watchers    # user -> list of connections watching their presence
+    cdef public object loop
+    cdef public double close_timeout   # seconds a closing connection waits for the peer's CLOSE
     cdef public Py_ssize_t write_limit
     cdef bytearray _buf
     cdef public unsigned long long n_open
@@ -268,7 +281,9 @@ cdef class Router:
     cdef public unsigned long long n_slow_closed
     cdef public unsigned long long n_ping_dropped
 
-    def __init__(self, Py_ssize_t write_limit):
+    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0):
+        self.loop = loop
+        self.close_timeout = close_timeout
         self.users = {}
         self.members = {}
         self.watchers = {}
@@ -298,8 +313,7 @@ cdef class Router:
             if c.ping_sent != 0:
                 if now - c.ping_sent >= timeout:
                     dropped += 1
-                    c.closing = True
-                    c.transport.disconnect(False)
+                    c.drop()
             elif now - c.last_rx >= interval:
                 c.ping_sent = now
                 c.transport.send_ping()

@@ -43,7 +43,7 @@ class Server:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
         self.writer.start()
-        self.router = _core.Router(cfg.write_buffer_limit)
+        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
                        Tokens(load_secret(cfg.data)),
@@ -116,10 +116,11 @@ class Server:
         await loop.run_in_executor(None, self.writer.stop)
         await asyncio.sleep(0)   # the writer's last callbacks (acks, fan-out) run here
         self.hub.close_all()
-        for _ in range(50):
-            if not self.hub.conns:
-                break
+        deadline = loop.time() + self.cfg.close_timeout
+        while self.hub.conns and loop.time() < deadline:
             await asyncio.sleep(0.02)
+        for c in list(self.hub.conns):
+            c.drop()
         self.passwords.close()
         self.store.close()
         self.server = None
