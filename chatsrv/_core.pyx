@@ -299,6 +299,15 @@ cdef class Router:
     cpdef list conns_of(self, str user):
         return self.users.get(user) or []
 
+    cpdef list offline(self, list members):
+        """The members with no authenticated connection (push notification candidates)."""
+        cdef list out = []
+        cdef dict users = self.users
+        for m in members:
+            if m not in users:
+                out.append(m)
+        return out
+
     cdef inline bint _writable(self, Conn c):
         """False for a connection that must not be written to; closes a slow one."""
         if c.closing:
