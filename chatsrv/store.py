@@ -34,6 +34,9 @@ log = logging.getLogger("chatsrv.store")
 NUL = b"\0"
 DBS = ("users", "tokens", "devtokens", "convs", "members", "msgs", "inbox", "reads", "cursors", "cids")
 
+# push notifications (chatsrv/push.py): pushsubs user\0device -> subscription, mutes user\0conv -> until ms
+DBS += ("pushsubs", "mutes")
+
 
 def now_ms():
     return int(time.time() * 1000)
