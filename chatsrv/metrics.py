@@ -41,6 +41,9 @@ class Collector:
         yield counter("writer_commit_seconds", "Time spent in write transactions including fsync",
                       w.commit_seconds)
         yield gauge("writer_queue", "Writer jobs waiting", w.queued())
+        push = getattr(self.hub, "push", None)
+        if push is not None:
+            yield from push.collect()
 
 
 class Metrics:
