@@ -118,6 +118,8 @@ class PushService:
         mode = sub["mode"]
         if mode == "gone":
             return 410
+        if mode.startswith("fail"):      # "failN": 503 for the first N requests, then 201
+            return 503 if len(self.received[sid]) <= int(mode[4:]) else 201
         if mode == "hang":
             with self.cv:
                 self.hanging += 1
@@ -407,6 +409,51 @@ async def test_long_body_is_cut_to_fit(psrv, login, pushsvc):
     p = push["payload"]
     assert p["cut"] is True and p["body"].endswith("\u2026") and body.startswith(p["body"][:-1])
     assert len(p["body"]) > 1000
+
+
+async def test_failures_are_retried_with_backoff(psrv, login, pushsvc):
+    bob, sid = await offline_subscribed(psrv, login, pushsvc, mode="fail2")
+    a = await login(psrv)
+    retried = outcome(psrv, "retried")
+    await a.send_msg("third time lucky", to=bob)
+    got = await pushsvc.wait(sid, 3, timeout=10)      # 503, 503 (after ~0.2 s, ~0.4 s), then 201
+    assert [g["payload"]["body"] for g in got] == ["third time lucky"] * 3
+    await asyncio.sleep(QUIET)
+    assert len(pushsvc.pushes(sid)) == 3
+    assert outcome(psrv, "retried") >= retried + 2
+
+
+async def test_retries_are_bounded(psrv, login, pushsvc):
+    bob, sid = await offline_subscribed(psrv, login, pushsvc, mode="fail99")
+    a = await login(psrv)
+    failed = outcome(psrv, "failed")
+    await a.send_msg("never accepted", to=bob)
+    await pushsvc.wait(sid, 4, timeout=15)            # the first try and --push-retries 3 retries
+    deadline = time.monotonic() + 5
+    while outcome(psrv, "failed") <= failed and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert outcome(psrv, "failed") == failed + 1
+    await asyncio.sleep(QUIET)
+    assert len(pushsvc.pushes(sid)) == 4
+
+
+async def test_grace_skips_a_recipient_who_reconnects(make_server, login, pushsvc):
+    srv = make_server(*PUSH_ARGS, "--push-grace", "1.0")
+    bob, sid = await offline_subscribed(srv, login, pushsvc)
+    a = await login(srv)
+    await a.send_msg("while away", to=bob)
+    b = await login(srv, bob, device="phone", signup=False)     # back within the grace
+    assert [m["body"] for m in b.backlog_msgs] == ["while away"]
+    await asyncio.sleep(1.0 + QUIET)
+    assert pushsvc.pushes(sid) == []
+    assert outcome(srv, "online") == 1
+    await b.close()
+    await wait_metric(srv, "chatsrv_users_online", lambda v: v <= 1)
+    t0 = time.monotonic()
+    await a.send_msg("still away", to=bob)
+    [push] = await pushsvc.wait(sid, 1)
+    assert time.monotonic() - t0 >= 0.9, "pushed before the grace ran out"
+    assert push["payload"]["body"] == "still away"
 
 
 async def test_read_push_reaches_the_other_device(psrv, login, pushsvc):
