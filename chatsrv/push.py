@@ -354,19 +354,23 @@ class Push:
             t.start()
             self._threads.append(t)
 
-    def stop(self, timeout=2.0):
-        """Stops the workers (what is still queued is abandoned and counted). Waits at most
-        `timeout` for a push in flight; the threads are daemons, so a hung push service
-        cannot hold the process."""
+    def cancel_grace(self):
+        """Loop thread, at shutdown before stop(): no more jobs out of the grace period."""
         if self._grace_timer is not None:
             self._grace_timer.cancel()
             self._grace_timer = None
+        self._count("abandoned", len(self._grace))
+        self._grace.clear()
+
+    def stop(self, timeout=2.0):
+        """Stops the workers (what is still queued is abandoned and counted). Waits at most
+        `timeout` for a push in flight; the threads are daemons, so a hung push service
+        cannot hold the process. Any thread (the server calls it off the loop)."""
         with self._cv:
             self._stopping = True
-            n = len(self._ready) + len(self._delayed) + len(self._grace)
+            n = len(self._ready) + len(self._delayed)
             self._ready.clear()
             self._delayed.clear()
-            self._grace.clear()
             self._cv.notify_all()
         self._count("abandoned", n)
         deadline = time.monotonic() + timeout

@@ -115,6 +115,7 @@ class Server:
                 break
             await asyncio.sleep(0.02)
         self.passwords.close()
+        self.push.cancel_grace()
         await loop.run_in_executor(None, self.push.stop)
         self.store.close()
         self.server = None
