@@ -325,7 +325,7 @@ class Hub:
                 router.deliver(members, positions, record, conn)
             conn.send(P.ok(req.rid, {"conv": conv_, "seq": seq, "ts": ts, "inbox": mine}))
             if not dup and self.push is not None:
-                self.push.on_message(user, conv_, seq, ts, members, body)
+                self.push.on_message(members, record)
 
         self._write(conn, req, lambda txn: self.writer.send(txn, user, conv, members, body, cid, new_conv), done)
 

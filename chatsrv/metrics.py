@@ -41,15 +41,15 @@ class Collector:
         yield counter("writer_commit_seconds", "Time spent in write transactions including fsync",
                       w.commit_seconds)
         yield gauge("writer_queue", "Writer jobs waiting", w.queued())
-        push = getattr(self.hub, "push", None)
-        if push is not None:
-            yield from push.collect()
 
 
 class Metrics:
     def __init__(self, router, writer, hub):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(Collector(router, writer, hub))
+        push = getattr(hub, "push", None)     # chatsrv/push.py: chatsrv_push_* families
+        if push is not None:
+            self.registry.register(push)
         ProcessCollector(registry=self.registry)
 
     def render(self):

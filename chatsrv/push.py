@@ -58,6 +58,7 @@ OUTCOMES = (
     "no_subscription",  # a recipient had no subscription
     "logged_out",       # a subscription whose device has no token left (deleted)
     "disabled",         # no --vapid-subject: nothing sent
+    "system",           # a system message, not pushed (see --push-system)
     "error",            # an unexpected error (a bug; logged)
     "abandoned",        # still queued at shutdown
 )
@@ -268,19 +269,17 @@ def unread_total(store, txn, user):
 
 
 class Job:
-    """One committed message (kind "msg") or read (kind "read") to turn into pushes."""
+    """One committed message (kind "msg": `record` is its stored `"conv":...}` tail, decoded
+    in the worker) or read (kind "read") to turn into pushes for `users`."""
 
-    __slots__ = ("kind", "users", "conv", "seq", "sender", "ts", "body", "sys", "device", "skip", "due")
+    __slots__ = ("kind", "users", "record", "conv", "seq", "device", "skip", "due")
 
-    def __init__(self, kind, users, conv, seq, sender=None, ts=0, body=None, sys=None, device=None, skip=()):
+    def __init__(self, kind, users, record=None, conv=None, seq=0, device=None, skip=()):
         self.kind = kind
         self.users = users
+        self.record = record
         self.conv = conv
         self.seq = seq
-        self.sender = sender
-        self.ts = ts
-        self.body = body
-        self.sys = sys
         self.device = device
         self.skip = skip      # devices of a read that are connected (they get the read live)
         self.due = 0.0
@@ -390,20 +389,18 @@ class Push:
 
     # --- the loop side: one call per committed message or read
 
-    def on_message(self, sender, conv, seq, ts, members, body=None, sys=None):
-        """A message was committed (and fanned out): queue a push for each member with no
-        connected device, except the sender. Runs on the loop thread."""
-        if sys is not None and not self.cfg.push_system:
-            return
+    def on_message(self, members, record):
+        """A message was committed and fanned out to `members` (`record`: its stored
+        `"conv":...}` tail): queue one job for the members with no connected device. Runs
+        on the loop thread: one Cython call and one enqueue; the sender, system messages
+        and mutes are sorted out by the worker."""
         users = self.router.offline(members)
-        if sender in users:
-            users.remove(sender)
         if not users:
             return
         if not self.enabled:
             self._count("disabled")
             return
-        job = Job("msg", users, conv, seq, sender, ts, body, sys)
+        job = Job("msg", users, record)
         if self.cfg.push_grace > 0:
             self._defer(job)
         else:
@@ -417,7 +414,7 @@ class Push:
         skip = {device}
         for c in self.router.conns_of(user):
             skip.add(c.device)
-        self._enqueue(Job("read", [user], conv, seq, device=device, skip=skip))
+        self._enqueue(Job("read", [user], conv=conv, seq=seq, device=device, skip=skip))
 
     def _defer(self, job):
         job.due = self.loop.time() + self.cfg.push_grace
@@ -507,8 +504,16 @@ class Push:
         store = self.store
         out, stale = [], []
         now = now_ms()
+        users = job.users
+        if job.kind == "msg":
+            m = orjson.loads(b"{" + job.record)
+            if "sys" in m and not self.cfg.push_system:
+                self._count("system")
+                return
+            job.conv, job.seq = m["conv"], m["seq"]
+            users = [u for u in users if u != m["from"]]     # never to the sender
         with store.read() as txn:
-            for user in job.users:
+            for user in users:
                 subs = subs_of(store, txn, user)
                 if job.kind == "read":
                     subs = [(d, s) for d, s in subs if d not in job.skip]
@@ -520,8 +525,8 @@ class Push:
                     continue
                 unread = unread_total(store, txn, user)
                 if job.kind == "msg":
-                    payload = msg_payload(user, job.conv, job.seq, job.sender, job.ts, unread,
-                                          body=job.body, sys=job.sys)
+                    payload = msg_payload(user, job.conv, job.seq, m["from"], m["ts"], unread,
+                                          body=m.get("body"), sys=m.get("sys"))
                     urgency = "high"
                 else:
                     payload = read_payload(user, job.conv, job.seq, unread)

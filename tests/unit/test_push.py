@@ -226,30 +226,75 @@ def make_push(tmp_path, router, **kw):
     return push.Push(cfg, store=None, writer=None, router=router, loop=None)   # workers not started
 
 
-def test_policy_offline_only_not_the_sender(tmp_path):
+def record(conv, seq, sender, body=None, sys=None):
+    return P.message_record(conv, seq, sender, 1700000000000, body=body, cid="c1" if body else None, sys=sys)
+
+
+def test_loop_side_queues_one_job_for_the_offline_members(tmp_path):
     p = make_push(tmp_path, FakeRouter(online={"carol"}))
     assert p.enabled
-    # alice (the sender) is offline too (she closed right after sending): still no push for her
-    p.on_message("alice", "g:x", 1, 1, ["alice", "bob", "carol", "dave"], body="hi")
+    p.on_message(["alice", "bob", "carol", "dave"], record("g:x", 1, "alice", "hi"))
     [job] = list(p._ready)
-    assert job.kind == "msg" and job.users == ["bob", "dave"] and job.sender == "alice"
-    p.on_message("alice", "d:alice:carol", 1, 1, ["alice", "carol"], body="hi")
+    assert job.kind == "msg" and job.users == ["alice", "bob", "dave"]
+    p.on_message(["carol"], record("d:carol:zed", 1, "zed", "hi"))     # everyone online: nothing
     assert len(p._ready) == 1 and p.counts["queued"] == 1
 
 
-def test_system_messages_only_when_configured(tmp_path):
+@pytest.fixture
+def wired(tmp_path, store):
+    """A Push on a real store whose sending is captured instead of done."""
     p = make_push(tmp_path, FakeRouter())
-    p.on_message("alice", "g:x", 2, 1, ["alice", "bob"], sys={"joined": "bob"})
-    assert not p._ready
-    p = make_push(tmp_path, FakeRouter(), push_system=True)
-    p.on_message("alice", "g:x", 2, 1, ["alice", "bob"], sys={"joined": "bob"})
-    assert len(p._ready) == 1
+    p.store = store
+    sent = []
+    p._deliver = sent.append
+    p._enqueue = lambda d, count=True: sent.append(d)
+    k = keys()
+    with store.env.begin(write=True) as txn:
+        for user in ("alice", "bob", "dave"):
+            push.put_sub(store, txn, user, "phone", f"https://push.example.net/{user}", k)
+            txn.put(f"{user}\0phone\0mac".encode(), b"", db=store.devtokens)     # a live token
+        push.put_sub(store, txn, "erin", "phone", "https://push.example.net/erin", k)  # logged out
+    p.writer = type("W", (), {"submit": lambda self, fn, done: sent.append(("delete", fn))})()
+    return p, sent
+
+
+def test_worker_never_pushes_to_the_sender_and_builds_the_payload(wired):
+    p, sent = wired
+    # alice (the sender) went offline right after sending: still no push for her
+    p._expand(push.Job("msg", ["alice", "bob", "dave"], record("g:x", 4, "alice", "hello")))
+    assert sorted(d.user for d in sent) == ["bob", "dave"]
+    d = sent[0]
+    assert orjson.loads(d.payload) == {"type": "msg", "account": d.user, "conv": "g:x", "seq": 4, "from": "alice",
+                                       "ts": 1700000000000, "unread": 0, "body": "hello"}
+    assert d.urgency == "high" and d.topic == push.topic(d.user, "g:x")
+    assert d.endpoint == f"https://push.example.net/{d.user}"
+
+
+def test_worker_skips_muted_unsubscribed_and_logged_out(wired, store):
+    p, sent = wired
+    with store.env.begin(write=True) as txn:
+        push.set_mute(store, txn, "bob", "g:x", push.now_ms() + 60_000)
+        push.set_mute(store, txn, "dave", "g:x", push.now_ms() - 1)      # expired
+    p._expand(push.Job("msg", ["bob", "dave", "frank", "erin"], record("g:x", 5, "alice", "hi")))
+    assert [d.user for d in sent if not isinstance(d, tuple)] == ["dave"]
+    assert [x[0] for x in sent if isinstance(x, tuple)] == ["delete"]       # erin's stale subscription
+    assert p.counts["muted"] == 1 and p.counts["no_subscription"] == 1 and p.counts["logged_out"] == 1
+
+
+def test_system_messages_only_when_configured(wired, tmp_path):
+    p, sent = wired
+    p._expand(push.Job("msg", ["bob"], record("g:x", 1, "alice", sys={"action": "create"})))
+    assert sent == [] and p.counts["system"] == 1
+    p.cfg.push_system = True
+    p._expand(push.Job("msg", ["bob"], record("g:x", 1, "alice", sys={"action": "create"})))
+    [d] = sent
+    assert orjson.loads(d.payload)["sys"] == {"action": "create"}
 
 
 def test_disabled_without_subject(tmp_path):
     p = make_push(tmp_path, FakeRouter(), subject="")
     assert not p.enabled
-    p.on_message("alice", "d:alice:bob", 1, 1, ["alice", "bob"], body="hi")
+    p.on_message(["alice", "bob"], record("d:alice:bob", 1, "alice", "hi"))
     assert not p._ready and p.counts["disabled"] == 1
     assert not make_push(tmp_path, FakeRouter(), subject="ops@example.com").enabled
 
@@ -257,8 +302,8 @@ def test_disabled_without_subject(tmp_path):
 def test_bounded_queue_drops_the_oldest(tmp_path):
     p = make_push(tmp_path, FakeRouter(), push_queue=3)
     for seq in range(1, 6):
-        p.on_message("alice", "d:alice:bob", seq, 1, ["alice", "bob"], body=str(seq))
-    assert [j.seq for j in p._ready] == [3, 4, 5]
+        p.on_message(["alice", "bob"], record("d:alice:bob", seq, "alice", str(seq)))
+    assert [orjson.loads(b"{" + j.record)["seq"] for j in p._ready] == [3, 4, 5]
     assert p.counts["dropped"] == 2 and p.counts["queued"] == 5
     p.stop()
     assert p.counts["abandoned"] == 3 and not p._ready
