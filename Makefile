@@ -31,6 +31,24 @@ build: $(STAMP) chatsrv/_core.pyx
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-bench.txt
+	touch $@
+
+# every workload at its default scale, with the bare limits measured in the same run
+bench: build $(BENCH_STAMP)
+	$(PY) -m bench all
+
+LOCUST_USERS ?= 50
+LOCUST_TIME ?= 60s
+# against a running server (make run in another shell)
+locust: build $(BENCH_STAMP)
+	mkdir -p bench/results
+	$(VENV)/bin/locust -f bench/locustfile.py --headless -u $(LOCUST_USERS) -r 10 -t $(LOCUST_TIME) \
+	  --host ws://$(HOST):$(PORT) --csv bench/results/locust --html bench/results/locust.html \
+	  --only-summary --exit-code-on-error 0
+
 run: build
 	$(VENV)/bin/chatsrv serve --host $(HOST) --port $(PORT) --data $(DATA)
 

@@ -51,7 +51,7 @@ class ChatEnv:
         self.stop()
         self.port = proc.free_port()
         self.flags = tuple(flags)
-        self.server = proc.chatsrv_server(self.port, self.data, flags).start(timeout=60)
+        self.server = proc.chatsrv_server(self.port, self.data, flags).start(timeout=30)
         return self.server
 
     def stop(self):
@@ -71,26 +71,24 @@ class ChatEnv:
         q = list(todo)
 
         async def worker():
-            c = await gen.connect(self.port)
-            try:
-                while q:
-                    name = q.pop()
-                    r = await c.request("signup", user=name, password=PASSWORD)
+            # one connection per user: signup, then login on the same connection (login authenticates it);
+            # a connection that stays unauthenticated is closed by the server after --auth-timeout
+            while q:
+                name = q.pop()
+                c = await gen.connect(self.port)
+                try:
+                    r = await c.request("signup", user=name, password=PASSWORD, timeout=60)
                     if "err" in r and r["err"]["code"] != "conflict":
                         raise RuntimeError(f"signup {name}: {r['err']}")
-                    # a fresh connection per login: login authenticates the connection it runs on
-                    lc = await gen.connect(self.port)
-                    try:
-                        r = await lc.request("login", user=name, password=PASSWORD, device=DEVICE)
-                        if "err" in r:
-                            raise RuntimeError(f"login {name}: {r['err']}")
-                        self.tokens[name] = r["ok"]["token"]
-                        await lc.wait_event("synced")
-                        await lc.request("ack", upto=lc.inbox) if lc.inbox else None
-                    finally:
-                        await lc.close()
-            finally:
-                await c.close()
+                    r = await c.request("login", user=name, password=PASSWORD, device=DEVICE, timeout=60)
+                    if "err" in r:
+                        raise RuntimeError(f"login {name}: {r['err']}")
+                    self.tokens[name] = r["ok"]["token"]
+                    await c.wait_event("synced")
+                    if c.inbox:
+                        await c.request("ack", upto=c.inbox)
+                finally:
+                    await c.close()
 
         with self.prog.phase(f"signup {len(todo)} users") as bar:
             n = len(todo)
@@ -148,8 +146,14 @@ async def direct(env, rate, seconds, pairs=32, cap=None, ack_every=100, prog=Non
         k = i % pairs
         senders[k].t.send(TEXT, to[k] % (i, i))
 
+    sender_events = {}
+
     def on_sender(frame):
         d = orjson.loads(frame.get_payload_as_memoryview())
+        ev = d.get("ev")
+        if ev is not None:            # e.g. `delivered` receipts caused by the receivers' acks
+            sender_events[ev] = sender_events.get(ev, 0) + 1
+            return
         i = d.get("id")
         if "ok" in d:
             acklat[i] = perf() - sched[i]
@@ -181,7 +185,7 @@ async def direct(env, rate, seconds, pairs=32, cap=None, ack_every=100, prog=Non
     await gen.close_all(senders + receivers)
     sent_in = acklat[: ol.sent]
     r.update(kind="direct", pairs=pairs, body_bytes=BODY_BYTES, ack_latency=gen.lat_summary(sent_in),
-             error_codes=errs)
+             error_codes=errs, sender_events=sender_events)
     return r
 
 
@@ -219,7 +223,7 @@ async def group(env, n, delivery_rate, seconds, prog=None):
 
     def on_sender(frame):
         d = orjson.loads(frame.get_payload_as_memoryview())
-        if "err" in d:
+        if "err" in d and "ev" not in d:
             ol.errors += 1
 
     def on_probe(frame):

@@ -12,10 +12,14 @@ class Progress:
     """One bar per measured phase (time-based), written to stderr."""
 
     def __init__(self, enabled=True):
-        self.enabled = enabled
+        # bars only on a terminal; in a log (CI, make bench > file) only the phase names
+        self.enabled = enabled and sys.stderr.isatty()
+        self.quiet = not enabled
 
     def phase(self, name):
         if not self.enabled:
+            if not self.quiet:
+                print(f"  {name}", file=sys.stderr, flush=True)
             return _NoBar()
         return _Bar(name)
 
@@ -43,7 +47,7 @@ class _NoBar:
 class _Bar:
     def __init__(self, name):
         self.bar = tqdm(total=100, desc=f"{name:<28}", leave=False, file=sys.stderr,
-                        bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}")
+                        bar_format="{desc} {bar} {percentage:3.0f}% {elapsed}", mininterval=0.2)
         self.last = 0
 
     def __call__(self, frac):

@@ -19,11 +19,13 @@ HOST = "127.0.0.1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+_AVAIL = sorted(os.sched_getaffinity(0))   # read at import, before the generator pins itself
+
+
 def cores():
     """(server core, generator core), or (None, None) on a one-core machine."""
-    avail = sorted(os.sched_getaffinity(0))
-    if len(avail) >= 2:
-        return avail[0], avail[1]
+    if len(_AVAIL) >= 2:
+        return _AVAIL[0], _AVAIL[1]
     return None, None
 
 
@@ -169,15 +171,19 @@ def bare_server(port, read_buffer=0):
     return Server("bare", argv, port)
 
 
+# The checkout whose chatsrv is measured (python -m chatsrv runs from there); --server-dir changes it.
+CHATSRV_DIR = os.environ.get("BENCH_CHATSRV_DIR", REPO)
+
+
 def chatsrv_server(port, data, extra=()):
     argv = [sys.executable, "-m", "chatsrv", "serve", "--host", HOST, "--port", str(port), "--data", data,
             # the per-connection token bucket would cap a benchmark connection at 100 msg/s
             "--rate", "1000000", "--burst", "1000000"] + list(extra)
-    return Server("chatsrv", argv, port)
+    return Server("chatsrv", argv, port, cwd=CHATSRV_DIR)
 
 
 def chatsrv_available():
-    d = os.path.join(REPO, "chatsrv")
+    d = os.path.join(CHATSRV_DIR, "chatsrv")
     has_so = any(f.startswith("_core") and f.endswith(".so") for f in os.listdir(d)) if os.path.isdir(d) else False
     has_server = os.path.exists(os.path.join(d, "server.py"))
     has_main = os.path.exists(os.path.join(d, "__main__.py")) or os.path.exists(os.path.join(d, "cli.py"))

@@ -40,6 +40,23 @@ OPTIONS = [
     ("log_level", str, "info", "debug, info, warning or error"),
 ]
 
+# push notifications (chatsrv/push.py)
+OPTIONS += [
+    ("vapid_subject", str, "", "VAPID subject, a mailto: address or https: URL identifying you to push "
+                               "services; required for push notifications to be sent"),
+    ("push_allow_http", bool, False, "accept http: push endpoints and private or loopback addresses "
+                                     "(tests, self-hosted push services on a private network)"),
+    ("push_grace", float, 0.0, "seconds to wait after a message before pushing to a recipient with no "
+                               "connected device (a device that reconnects meanwhile cancels the push)"),
+    ("push_system", bool, False, "also push system messages (joins, renames...)"),
+    ("push_ttl", int, 86400, "seconds a push service keeps an undelivered push (TTL header)"),
+    ("push_workers", int, 2, "threads that encrypt and send pushes"),
+    ("push_queue", int, 10000, "pushes queued in memory at most; beyond, the oldest are dropped"),
+    ("push_retries", int, 3, "retries of a failed push (network error, 429, 5xx), with backoff"),
+    ("push_retry_delay", float, 1.0, "seconds before the first retry; doubles for each further one"),
+    ("push_timeout", float, 10.0, "seconds to connect to, and to wait for, a push service"),
+]
+
 
 def _origins(self):
     """The Origins allowed on the upgrade: the server's own, plus the configured ones."""

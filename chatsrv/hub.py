@@ -12,6 +12,7 @@ import orjson
 
 from . import _core
 from . import protocol as P
+from . import push as push_mod
 from .protocol import ProtocolError
 from .metrics import Hist
 from .presence import Presence
@@ -350,6 +351,8 @@ class Hub:
             return
         self.router.members[conv] = members if members_after is None else members_after
         self.router.deliver(members, positions, record, exclude)
+        if self.push is not None:
+            self.push.on_message(members, record)
 
     def ack(self, conn, req):
         user, device = conn.user, conn.device
@@ -380,7 +383,9 @@ class Hub:
         self._write(conn, req, lambda txn: self.writer.read(txn, user, conv, seq), done)
 
     def on_read(self, conn, conv, seq):
-        """Called when conn's user has read conv up to seq (push clears notifications here)."""
+        """Called when conn's user has read conv up to seq: other devices' notifications are cleared."""
+        if self.push is not None:
+            self.push.on_read(conn.user, conn.device, conv, seq)
 
     def _membership(self, txn, user, conv, rid):
         m = self.store.membership(txn, user, conv)
@@ -514,3 +519,35 @@ class Hub:
     def close_all(self, code=CLOSE_GOING_AWAY, reason="server shutting down"):
         for c in list(self.conns):
             c.close(code, reason)
+
+    # --- push notifications (the sending side is chatsrv/push.py)
+
+    push = None
+
+    def attach_push(self, push):
+        self.push = push
+        self.handlers.update(push_key=self.push_key, push_subscribe=self.push_subscribe,
+                             push_unsubscribe=self.push_unsubscribe, mute=self.mute)
+
+    def push_key(self, conn, req):
+        conn.send(P.ok(req.rid, {"key": self.push.public_key}))
+
+    def push_subscribe(self, conn, req):
+        why = P.push_endpoint_policy(req.endpoint, self.cfg.push_allow_http)
+        if why is not None:
+            raise ProtocolError(req.rid, P.BAD_REQUEST, why)
+        user, device, store = conn.user, conn.device, self.store
+        self._write(conn, req, lambda txn: push_mod.put_sub(store, txn, user, device, req.endpoint, req.keys),
+                    lambda _: conn.send(P.ok(req.rid, {})))
+
+    def push_unsubscribe(self, conn, req):
+        user, device, store = conn.user, conn.device, self.store
+        self._write(conn, req, lambda txn: push_mod.del_sub(store, txn, user, device),
+                    lambda _: conn.send(P.ok(req.rid, {})))
+
+    def mute(self, conn, req):
+        user, store = conn.user, self.store
+        with store.read() as txn:
+            self._membership(txn, user, req.conv, req.rid)
+        self._write(conn, req, lambda txn: push_mod.set_mute(store, txn, user, req.conv, req.until),
+                    lambda _: conn.send(P.ok(req.rid, {})))

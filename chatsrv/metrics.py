@@ -79,6 +79,9 @@ class Metrics:
     def __init__(self, router, writer, hub):
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(Collector(router, writer, hub))
+        push = getattr(hub, "push", None)     # chatsrv/push.py: chatsrv_push_* families
+        if push is not None:
+            self.registry.register(push)
         ProcessCollector(registry=self.registry)
 
     def render(self):

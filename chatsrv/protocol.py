@@ -331,3 +331,125 @@ def msg_event(inbox, record):
 def history_reply(rid, records):
     return b'{"id":' + orjson.dumps(rid) + b',"ok":{"messages":[' + b",".join(
         [b"{" + r for r in records]) + b"]}}"
+
+
+# --- push notifications (Web Push; the sending side is chatsrv/push.py)
+
+PUSH_ENDPOINT_MAX = 2048
+MUTE_UNTIL_MAX = (1 << 63) - 1
+
+
+def b64url_decode(s):
+    """Base64url with or without padding; raises ValueError on anything else."""
+    if type(s) is not str or not s or len(s) > 256 or not re.fullmatch(r"[A-Za-z0-9_-]+={0,2}", s):
+        raise ValueError("not base64url")
+    import base64
+    import binascii
+
+    try:
+        return base64.urlsafe_b64decode(s.rstrip("=") + "=" * (-len(s.rstrip("=")) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None
+
+
+def push_endpoint(name, v):
+    """Shape of a push endpoint URL: an absolute http(s) URL with a host, no credentials,
+    no fragment. Whether http and private addresses are allowed is the server's policy
+    (see push_endpoint_policy)."""
+    from urllib.parse import urlsplit
+
+    if type(v) is not str or not v or len(v) > PUSH_ENDPOINT_MAX:
+        raise ValueError(f"{name} must be a URL of at most {PUSH_ENDPOINT_MAX} characters")
+    if not v.isascii() or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in v):
+        raise ValueError(f"{name} must be an ASCII URL without spaces")
+    try:
+        u = urlsplit(v)
+        port = u.port
+    except ValueError:
+        raise ValueError(f"{name} is not a valid URL") from None
+    if u.scheme not in ("https", "http"):
+        raise ValueError(f"{name} must be an https URL")
+    if not u.hostname or u.username is not None or u.password is not None or "@" in u.netloc:
+        raise ValueError(f"{name} must name a host and carry no credentials")
+    if u.fragment or v.endswith("#"):
+        raise ValueError(f"{name} must not have a fragment")
+    if port == 0:
+        raise ValueError(f"{name} has an invalid port")
+    return v
+
+
+def push_endpoint_policy(url, allow_http):
+    """None if the server may post to url, else the reason. Without allow_http only
+    https to a public host is allowed (no loopback, private or link-local address
+    literals, no localhost), so subscriptions cannot aim the server at its own network."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    if allow_http:
+        return None
+    u = urlsplit(url)
+    if u.scheme != "https":
+        return "endpoint must be an https URL"
+    host = u.hostname.rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return "endpoint must be a public host"
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if not ip.is_global:
+        return "endpoint must be a public host"
+    return None
+
+
+def push_keys(name, v):
+    """{p256dh, auth} of a PushSubscription: a P-256 public key (uncompressed point, 65
+    bytes, on the curve) and a 16-byte auth secret, both base64url."""
+    if type(v) is not dict:
+        raise ValueError(f"{name} must be an object with p256dh and auth")
+    p, a = v.get("p256dh"), v.get("auth")
+    try:
+        raw = b64url_decode(p)
+    except ValueError:
+        raise ValueError(f"{name}.p256dh must be base64url") from None
+    if len(raw) != 65 or raw[0] != 4:
+        raise ValueError(f"{name}.p256dh must be an uncompressed P-256 point (65 bytes)")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+    except ValueError:
+        raise ValueError(f"{name}.p256dh is not a point on P-256") from None
+    try:
+        secret = b64url_decode(a)
+    except ValueError:
+        raise ValueError(f"{name}.auth must be base64url") from None
+    if len(secret) != 16:
+        raise ValueError(f"{name}.auth must be 16 bytes")
+    return {"p256dh": p.rstrip("="), "auth": a.rstrip("=")}
+
+
+def mute_until(name, v):
+    if type(v) is not int or v < 0 or v > MUTE_UNTIL_MAX:
+        raise ValueError(f"{name} must be a non-negative integer (ms since the epoch; 0 unmutes)")
+    return v
+
+
+@op("push_key", needs_auth=False)
+class PushKey(Request):
+    pass
+
+
+@op("push_subscribe", endpoint=(push_endpoint, REQ, None), keys=(push_keys, REQ, None))
+class PushSubscribe(Request):
+    pass
+
+
+@op("push_unsubscribe")
+class PushUnsubscribe(Request):
+    pass
+
+
+@op("mute", conv=(conv, REQ, None), until=(mute_until, REQ, None))
+class Mute(Request):
+    pass

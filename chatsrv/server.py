@@ -12,6 +12,7 @@ from . import _core
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
+from .push import Push
 from .store import Store, Writer
 
 log = logging.getLogger("chatsrv")
@@ -49,6 +50,9 @@ class Server:
                        Tokens(load_secret(cfg.data)),
                        Throttle(cfg.login_failures, cfg.login_window),
                        Throttle(cfg.login_failures * 4, cfg.login_window))
+        self.push = Push(cfg, self.store, self.writer, self.router, loop)
+        self.hub.attach_push(self.push)
+        self.push.start()
         self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
         self.origins = cfg.origins()
         self.server = await ws_create_server(
@@ -122,6 +126,8 @@ class Server:
         for c in list(self.hub.conns):
             c.drop()
         self.passwords.close()
+        self.push.cancel_grace()
+        await loop.run_in_executor(None, self.push.stop)
         self.store.close()
         self.server = None
         log.info("chatsrv stopped")

@@ -48,6 +48,9 @@ class Refused(Exception):
         self.code = code
         self.msg = msg
 
+# push notifications (chatsrv/push.py): pushsubs user\0device -> subscription, mutes user\0conv -> until ms
+DBS += ("pushsubs", "mutes")
+
 
 def now_ms():
     return int(time.time() * 1000)

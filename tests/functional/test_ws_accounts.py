@@ -260,6 +260,7 @@ async def test_logout_closes_device_connections_and_revokes_token(server, connec
     code1 = await c1.closed(1.5)
     code2 = await c2.closed(1.5)
     assert code1 == 1008 and code2 == 1008, (code1, code2)
+    assert c1.close_reason == c2.close_reason == "logged out", (c1.close_reason, c2.close_reason)
     assert c1.disconnected_at - t0 <= 1.2 and c2.disconnected_at - t0 <= 1.2
 
     # the other device is untouched

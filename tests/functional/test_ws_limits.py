@@ -218,3 +218,62 @@ async def test_sigterm_closes_clients_1001_and_exits_0(make_server, connect):
     assert await c.closed(8) == 1001
     assert await idle.closed(8) == 1001
     assert await rc_fut == 0
+
+
+def test_metrics_expose_connection_and_message_counters(server):
+    status, body, _ = http_get(server.port, "/metrics")
+    assert status == 200
+    names = {line.split("{")[0].split(" ")[0] for line in body.decode().splitlines()
+             if line.startswith("chatsrv_")}
+    assert any("conn" in n for n in names), sorted(names)
+    assert any("message" in n or "msg" in n for n in names), sorted(names)
+
+
+# ----------------------------------------------------------------------------- keepalive
+async def test_ping_timeout_closes_silent_client(make_server, connect):
+    srv = make_server("--ping-interval", "1", "--ping-timeout", "1")
+    silent = await connect(srv, auto_pong=False)
+    alive = await connect(srv, auto_pong=False)
+    alive.manual_pong = True                 # answers every ping itself (and counts them)
+    t0 = time.monotonic()
+    await silent.closed(5)
+    assert silent.pings >= 1
+    assert silent.disconnected_at - t0 <= 4.0
+    # the client that answers pings is still served
+    await asyncio.sleep(max(0.0, 2.5 - (time.monotonic() - t0)))
+    assert alive.pings >= 1
+    assert not alive.disconnected
+    await alive.signup(uname("png"))
+
+
+# ----------------------------------------------------------------------------- slow consumer
+async def test_slow_consumer_closed_1013(make_server, connect):
+    srv = make_server("--write-buffer-limit", str(256 * 1024), "--rate", "100000",
+                      "--burst", "100000")
+    a = await connect(srv)
+    an, bn = uname("slowa"), uname("slowb")
+    await a.signup(an)
+    await a.signup(bn)
+    await a.login(an, PASSWORD, "d1")
+    await a.backlog()
+    b = await connect(srv)
+    await b.login(bn, PASSWORD, "d1")
+    await b.backlog()
+    b.transport.underlying_transport.pause_reading()     # b stops reading
+    body = "s" * 16000
+    futs = [a.start("send", to=bn, body=body, cid=f"slow{i}") for i in range(1500)]  # ~24 MB
+    replies = await asyncio.wait_for(asyncio.gather(*futs), 60)
+    assert all("ok" in r for r in replies), [r for r in replies if "ok" not in r][:2]
+    # the sender is not held back by the slow recipient and still served
+    assert (await a.ok("convs"))["convs"][0]["last_seq"] == 1500
+    b.transport.underlying_transport.resume_reading()
+    code = await b.closed(10)
+    assert code in (1013, None), code          # None: the server cut the TCP connection
+    # nothing was lost for b: its device's next connection gets the whole backlog
+    b2 = await connect(srv)
+    await b2.login(bn, PASSWORD, "d1")
+    msgs, head = await b2.backlog(timeout=30)
+    assert head == 1500
+    received = {e["inbox"] for e in b.frames if e.get("ev") == "msg"}
+    assert len(received) < 1500, "b was never cut off"
+    assert [m["inbox"] for m in msgs] == list(range(1, 1501))

@@ -393,3 +393,34 @@ async def test_pipelined_sends_keep_order(server, login):
     assert [e["seq"] for e in evs] == list(range(1, 101))
     by_body = {e["body"]: e["seq"] for e in evs}
     assert all(by_body[f"p{i}"] == r["ok"]["seq"] for i, r in enumerate(replies))
+
+
+async def test_login_during_burst_no_gap(server, login, connect):
+    """Messages committed while a device logs in reach it in the backlog or live: no gap."""
+    a = await login(server)
+    b_name = uname("race")
+    reg = await connect(server)
+    await reg.signup(b_name)
+    n = 400
+    futs = [a.start("send", to=b_name, body=f"r{i}", cid=f"r{i}") for i in range(n)]
+    # log in while the burst is being committed
+    await asyncio.wait_for(asyncio.shield(futs[n // 4]), 10)
+    b = await connect(server)
+    await b.login(b_name, PASSWORD, "d1")
+    backlog, head = await b.backlog()
+    replies = await asyncio.gather(*futs)
+    assert all("ok" in r for r in replies)
+
+    def seen():
+        got = {e["inbox"] for e in backlog} | {e["inbox"] for e in b.events if e.get("ev") == "msg"}
+        return True if len(got) >= n else None
+    await b._wait(seen, 10, f"all {n} messages")
+    live = [e for e in b.events if e.get("ev") == "msg"]
+    stream = [e["inbox"] for e in backlog + live]
+    dedup = []
+    for p in stream:
+        if p not in dedup[-1:] and p not in set(dedup):
+            dedup.append(p)
+    assert dedup == list(range(1, n + 1)), f"gap or disorder: {stream[:10]}...{stream[-10:]}"
+    assert 0 < head <= n
+    assert [e["inbox"] for e in backlog] == list(range(1, len(backlog) + 1))

@@ -68,7 +68,12 @@ class _Listener(WSListener):
                 transport.disconnect()
             return
         if mt == WSMsgType.PING:
-            return  # auto-pong answers it
+            # only seen when the client was made with auto_pong=False
+            c.pings += 1
+            if c.manual_pong:
+                transport.send_pong(frame.get_payload_as_bytes())
+            c._wake()
+            return
         if mt == WSMsgType.PONG:
             c.pongs.append(frame.get_payload_as_bytes())
             c._wake()
@@ -119,6 +124,8 @@ class Client:
         self.orphans: list[dict] = []         # replies nobody waits for (e.g. id null)
         self.violations: list[str] = []       # protocol violations seen by the client
         self.pongs: list[bytes] = []
+        self.pings = 0
+        self.manual_pong = False
         self._pending: dict[Any, asyncio.Future] = {}
         self._cond = asyncio.Event()
         self.close_code: Optional[int] = None
@@ -134,14 +141,16 @@ class Client:
     # ------------------------------------------------------------------ connect
     @classmethod
     async def connect(cls, url: str, origin: Optional[str] = None,
-                      headers: Optional[dict] = None, timeout: float = 5.0) -> "Client":
+                      headers: Optional[dict] = None, timeout: float = 5.0,
+                      auto_pong: bool = True) -> "Client":
         c = cls(url)
         extra = dict(headers or {})
         if origin is not None:
             extra["Origin"] = origin
         transport, _listener = await ws_connect(
             lambda: _Listener(c), url, extra_headers=extra or None,
-            websocket_handshake_timeout=timeout, use_aiofastnet=False)
+            websocket_handshake_timeout=timeout, use_aiofastnet=False,
+            enable_auto_pong=auto_pong)
         c.transport = transport
         return c
 

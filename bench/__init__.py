@@ -1,0 +1,1 @@
+"""chatsrv benchmarks: `python -m bench WORKLOAD` (see README.md). Never collected by pytest."""
