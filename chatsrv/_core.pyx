@@ -99,6 +99,9 @@ cdef class Conn(WSListener):
     cdef public double ping_sent        # when the unanswered keepalive ping went out, else 0
 
     cdef bytearray _frag
+    cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
+    cdef bint _queued        # in the router's list of connections to flush
+    cdef object _write       # the TCP transport's write
     cdef bint _in_frag
     cdef Py_ssize_t _max_frame
     cdef double _tokens
@@ -120,10 +123,12 @@ cdef class Conn(WSListener):
         self._refilled = _now()
         self._close_after = close_after
         self._frag = bytearray()
+        self._out = bytearray()
         self.last_rx = self._refilled
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
+        self._write = transport.underlying_transport.write
         transport.underlying_transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         self.router.opened(self)
         self.hub.on_open(self)
@@ -149,6 +154,7 @@ cdef class Conn(WSListener):
         is still sending, and the reset makes its kernel discard the CLOSE unread."""
         if self.closing:
             return
+        self._flush()
         self.closing = True
         if self.transport is not None:
             self.transport.send_close(<WSCloseCode>code, reason.encode())
@@ -160,13 +166,50 @@ cdef class Conn(WSListener):
         if self.transport is not None and not self.transport.is_disconnected:
             self.transport.disconnect(False)
 
+    cdef int put(self, const char* data, Py_ssize_t n) except -1:
+        """Queues one text frame; the router writes each connection's frames of this loop
+        iteration together, so a batch of replies and events costs one system call."""
+        cdef bytearray out = self._out
+        cdef Py_ssize_t at = PyByteArray_GET_SIZE(out)
+        cdef Py_ssize_t hl = 2 if n < 126 else (4 if n < 65536 else 10)
+        cdef unsigned char* p
+        cdef int i
+        if self.closing:
+            return 0
+        PyByteArray_Resize(out, at + hl + n)
+        p = <unsigned char*>PyByteArray_AS_STRING(out) + at
+        p[0] = 0x81          # FIN + text; server frames are not masked
+        if n < 126:
+            p[1] = <unsigned char>n
+        elif n < 65536:
+            p[1] = 126
+            p[2] = <unsigned char>(n >> 8)
+            p[3] = <unsigned char>(n & 0xff)
+        else:
+            p[1] = 127
+            _put_u64be(<char*>p + 2, <uint64_t>n)
+        memcpy(p + hl, data, n)
+        if not self._queued:
+            self._queued = True
+            self.router.queue_flush(self)
+        return 0
+
+    cdef int _flush(self) except -1:
+        self._queued = False
+        if PyByteArray_GET_SIZE(self._out) == 0:
+            return 0
+        if not self.closing and self.transport is not None and not self.transport.is_disconnected:
+            self._write(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self._out),
+                                                  PyByteArray_GET_SIZE(self._out)))
+        PyByteArray_Resize(self._out, 0)
+        return 0
+
     cpdef send(self, bytes data):
-        if not self.closing:
-            self.transport.send(WSMsgType.TEXT, data)
+        self.put(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
 
     cpdef Py_ssize_t backlog(self):
         """Bytes written but not yet taken by the kernel."""
-        return self.transport.underlying_transport.get_write_buffer_size()
+        return self.transport.underlying_transport.get_write_buffer_size() + PyByteArray_GET_SIZE(self._out)
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType t = frame.msg_type
@@ -218,6 +261,7 @@ cdef class Conn(WSListener):
 
     cdef _answer_close(self, WSFrame frame):
         cdef int code = 1000
+        self._flush()
         if frame.payload_size == 1:
             code = 1002
         elif frame.payload_size >= 2:
@@ -269,6 +313,8 @@ cdef class Router:
     cdef public dict watchers    # user -> list of connections watching their presence
     cdef public object loop
     cdef public double close_timeout   # seconds a closing connection waits for the peer's CLOSE
+    cdef list _dirty                   # connections with frames to write at the end of this iteration
+    cdef bint _flush_scheduled
     cdef public Py_ssize_t write_limit
     cdef bytearray _buf
     cdef public unsigned long long n_open
@@ -284,11 +330,28 @@ cdef class Router:
     def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0):
         self.loop = loop
         self.close_timeout = close_timeout
+        self._dirty = []
         self.users = {}
         self.members = {}
         self.watchers = {}
         self.write_limit = write_limit
         self._buf = bytearray(DIGITS_END)
+
+    cdef int queue_flush(self, Conn c) except -1:
+        self._dirty.append(c)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
+        return 0
+
+    cpdef flush(self):
+        """Writes every connection's queued frames, one write per connection."""
+        cdef Conn c
+        cdef list dirty = self._dirty
+        self._dirty = []
+        self._flush_scheduled = False
+        for c in dirty:
+            c._flush()
 
     cdef Py_ssize_t _send_all(self, list conns, bytes data, Conn exclude):
         cdef Py_ssize_t sent = 0
@@ -296,7 +359,7 @@ cdef class Router:
         for c in conns:
             if c is exclude or not self._writable(c):
                 continue
-            c.transport.send(WSMsgType.TEXT, data)
+            c.put(PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
             sent += 1
         self.n_events += sent
         return sent
@@ -428,7 +491,7 @@ cdef class Router:
             for c in conns:
                 if c is exclude or c.replaying or pos <= c.last_sent or not self._writable(c):
                     continue
-                c.transport.send_reuse_external_bytearray(WSMsgType.TEXT, buf, off)
+                c.put(p + off, DIGITS_END + 1 + rlen - off)
                 c.last_sent = pos
                 sent += 1
         self.n_messages += 1
@@ -505,7 +568,7 @@ cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t a
         memcpy(p + off, PyBytes_AS_STRING(MSG_PREFIX), MSG_PREFIX_LEN)
         p[DIGITS_END] = b','
         memcpy(p + DIGITS_END + 1, PyBytes_AS_STRING(rec), rlen)
-        c.transport.send_reuse_external_bytearray(WSMsgType.TEXT, buf, off)
+        c.put(p + off, DIGITS_END + 1 + rlen - off)
         c.last_sent = pos
         n += 1
         if not cur.next():

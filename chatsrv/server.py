@@ -1,9 +1,11 @@
 """The server: one port served by picows on uvloop (/ws, /healthz, /metrics, the web
 client), the wiring of store, writer, router and hub, and a clean start and stop."""
 import asyncio
+import gc
 import logging
 import os
 import signal
+import sys
 
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
@@ -133,9 +135,21 @@ class Server:
         log.info("chatsrv stopped")
 
 
+def tune_runtime():
+    """The loop allocates small objects per request and keeps few cycles: a young
+    generation this small would run the cyclic GC every few hundred requests. The
+    writer thread needs the GIL back right after each fsync: the default 5 ms
+    switch interval would make every commit wait for the loop's time slice."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(int(os.environ.get("CHATSRV_GC_THRESHOLD", "50000")), 50, 100)
+    sys.setswitchinterval(float(os.environ.get("CHATSRV_SWITCH_INTERVAL", "0.0002")))
+
+
 async def _main(cfg):
     srv = Server(cfg)
     await srv.start()
+    tune_runtime()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

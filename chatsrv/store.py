@@ -210,6 +210,7 @@ class Writer:
         self._queue = []
         self._cv = threading.Condition()
         self._stopping = False
+        self._waiting = False
         # Caches derived from the store; cleared whenever a transaction aborts.
         self.heads = {}
         self.seqs = {}
@@ -225,11 +226,14 @@ class Writer:
         self._thread.start()
 
     def submit(self, fn, done):
-        with self._cv:
-            if self._stopping:
-                raise RuntimeError("writer is stopped")
-            self._queue.append(Job(fn, done))
-            self._cv.notify()
+        if self._stopping:
+            raise RuntimeError("writer is stopped")
+        self._queue.append(Job(fn, done))
+        # Only a sleeping writer needs the lock and a wake-up; one that is committing
+        # takes whatever is queued when it comes back (that is the group commit).
+        if self._waiting:
+            with self._cv:
+                self._cv.notify()
 
     def queued(self):
         return len(self._queue)
@@ -244,8 +248,12 @@ class Writer:
     def _run(self):
         while True:
             with self._cv:
+                # _waiting is set before the queue is looked at, so a submit either is
+                # seen here or sees _waiting and notifies: no wake-up is lost
+                self._waiting = True
                 while not self._queue and not self._stopping:
                     self._cv.wait()
+                self._waiting = False
                 if not self._queue:
                     return
                 batch = self._queue[: self.max_batch]
