@@ -15,13 +15,18 @@ from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE, PyBy
 from cpython.unicode cimport PyUnicode_DecodeUTF8
 from libc.string cimport memcpy
 from libc.stdint cimport uint64_t, uint8_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
 
 import logging
 
+import orjson
+
 log = logging.getLogger("chatsrv.core")
+
+cdef object _dumps = orjson.dumps
+cdef object _loads = orjson.loads
 
 DEF HEADROOM = 14        # picows writes the frame header in front of the payload
 DEF DIGITS_END = 54      # HEADROOM + len(prefix) + 20 digits: where an inbox number ends
@@ -300,7 +305,15 @@ cdef class Conn(WSListener):
         self._tokens -= 1.0
         self._limited = 0
         self.router.n_requests += 1
-        self.hub.on_request(self, text)
+        try:
+            obj = _loads(text)
+        except orjson.JSONDecodeError:
+            self.hub.on_request(self, text)     # answers bad_request
+            return
+        if (self.authed and type(obj) is dict and self.router.sender is not None
+                and (<dict>obj).get("op") == "send" and self.router.sender.try_send(self, <dict>obj)):
+            return
+        self.hub.on_object(self, obj)
 
 
 @cython.final
@@ -313,6 +326,8 @@ cdef class Router:
     cdef public dict watchers    # user -> list of connections watching their presence
     cdef public object loop
     cdef public double close_timeout   # seconds a closing connection waits for the peer's CLOSE
+    cdef public object push            # the push sender, when push notifications are on
+    cdef public Sender sender          # the send fast path, once the server has wired it
     cdef list _dirty                   # connections with frames to write at the end of this iteration
     cdef bint _flush_scheduled
     cdef public Py_ssize_t write_limit
@@ -498,6 +513,18 @@ cdef class Router:
         self.n_delivered += sent
         return sent
 
+    cpdef fanout(self, tuple result, Conn exclude, list members_after):
+        """Delivers a committed message (a store() result) to its members' connections
+        and hands it to push; nothing for a deduplicated one."""
+        if result[0]:
+            return
+        conv = result[1]
+        members = result[7]
+        self.members[conv] = members if members_after is None else members_after
+        self.deliver(members, result[6], result[5], exclude)
+        if self.push is not None:
+            self.push.on_message(members, result[5])
+
     cpdef Py_ssize_t broadcast(self, users, bytes data, Conn exclude=None, str skip_user=None):
         """Sends the same event bytes to every connection of each user in `users`,
         except the connection `exclude` and every connection of `skip_user`."""
@@ -600,3 +627,190 @@ cpdef dict inbox_span(txn, inbox_db, bytes user_prefix, uint64_t after, uint64_t
         if not cur.next():
             break
     return out
+
+
+# --- the send path: one request in, one stored message, fan-out and reply out,
+# with no Python code run per message once a conversation is known
+
+cdef class MessageStore:
+    """Stores a message inside the writer's transaction (runs in the writer thread).
+
+    The caches are the writer's: conv -> last seq, user -> inbox head, conv ->
+    members. They are derived from the store and cleared by the writer whenever
+    a transaction aborts."""
+
+    cdef public dict heads
+    cdef public dict seqs
+    cdef public dict members
+    cdef object writer
+    cdef object msgs_db, inbox_db, reads_db, cids_db
+    cdef object record
+    cdef object refused
+
+    def __init__(self, writer, store, record, refused):
+        self.writer = writer
+        self.heads = writer.heads
+        self.seqs = writer.seqs
+        self.members = writer.members
+        self.msgs_db = store.msgs
+        self.inbox_db = store.inbox
+        self.reads_db = store.reads
+        self.cids_db = store.cids
+        self.record = record
+        self.refused = refused
+
+    cpdef tuple store(self, txn, str user, str conv, body, cid, new_conv=None, sys=None, list members=None):
+        """Stores a message and appends it to every member's inbox.
+
+        The sender must be a member (checked here, against the store, so a send
+        that raced a removal is refused); `members` overrides the recipients for
+        system messages. Returns (dup, conv, seq, ts, inbox, record, positions,
+        members), inbox being the sender's own position: a cid seen before gives
+        dup=True with the first send's conv, seq, ts and inbox, and stores nothing."""
+        cdef bytes user_b = user.encode()
+        cdef bytes conv_b = conv.encode()
+        cdef bytes ck = None, mkey, record
+        cdef uint64_t seq, mine = 0
+        cdef list positions
+        get = txn.get
+        put = txn.put
+        if cid is not None:
+            ck = user_b + b"\0" + (<str>cid).encode()
+            prev = get(ck, None, self.cids_db)
+            if prev is not None:
+                c2, s2, t2, m2 = _loads(prev)
+                return (True, c2, s2, t2, m2, None, None, None)
+        if members is None:
+            if new_conv is not None:
+                self.writer.create_conv(txn, conv, new_conv)
+            members = self.members.get(conv_b)
+            if members is None:
+                members = self.writer.members_of(txn, conv_b)
+            if members is None or user not in members:
+                raise self.refused()
+        last = self.seqs.get(conv_b)
+        seq = (self.writer.last_seq(txn, conv_b) if last is None else last) + 1
+        ts = _now_ms()
+        record = self.record(conv, seq, user, ts, body, cid, sys)
+        mkey = key_u64(conv_b + b"\0", seq)
+        put(mkey, record, True, True, False, self.msgs_db)
+        self.seqs[conv_b] = seq
+        positions = append_inboxes(txn, self.inbox_db, members, self.heads, self.writer.head_of, mkey)
+        if user in members:
+            put(user_b + b"\0" + conv_b, key_u64(b"", seq), True, True, False, self.reads_db)
+            mine = positions[members.index(user)]
+        if ck is not None:
+            put(ck, _dumps([conv, seq, ts, mine]), True, True, False, self.cids_db)
+        return (False, conv, seq, ts, mine, record, positions, members)
+
+
+cdef inline uint64_t _now_ms():
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return <uint64_t>ts.tv_sec * 1000 + <uint64_t>(ts.tv_nsec // 1000000)
+
+
+@cython.final
+cdef class StoreMessage:
+    """A writer job: MessageStore.store with its arguments."""
+    cdef MessageStore ms
+    cdef str user, conv
+    cdef object body, cid, new_conv
+
+    def __init__(self, MessageStore ms, str user, str conv, body, cid, new_conv=None):
+        self.ms = ms
+        self.user = user
+        self.conv = conv
+        self.body = body
+        self.cid = cid
+        self.new_conv = new_conv
+
+    def __call__(self, txn):
+        return self.ms.store(txn, self.user, self.conv, self.body, self.cid, self.new_conv)
+
+
+@cython.final
+cdef class SendDone:
+    """The end of a send, on the loop after its commit: fan-out, then the sender's ok."""
+    cdef Conn conn
+    cdef object rid
+    cdef object hub
+    cdef double t0
+
+    def __init__(self, Conn conn, rid, hub):
+        self.conn = conn
+        self.rid = rid
+        self.hub = hub
+        self.t0 = _now()
+
+    def __call__(self, tuple result, error):
+        if error is not None:
+            self.hub.write_failed(self.conn, self.rid, error)
+            return
+        self.hub.send_latency.observe(_now() - self.t0)
+        self.conn.router.fanout(result, self.conn, None)
+        self.conn.send(_dumps({"id": self.rid, "ok": {"conv": result[1], "seq": result[2], "ts": result[3],
+                                                      "inbox": result[4]}}))
+
+
+cdef inline bint _user_name(object v):
+    """^[a-z0-9_]{3,32}$"""
+    cdef str s
+    cdef Py_UCS4 ch
+    if type(v) is not str:
+        return False
+    s = <str>v
+    if not 3 <= len(s) <= 32:
+        return False
+    for ch in s:
+        if not (ch == u'_' or u'a' <= ch <= u'z' or u'0' <= ch <= u'9'):
+            return False
+    return True
+
+
+@cython.final
+cdef class Sender:
+    """Takes a well-formed `send` to a known conversation straight from the frame to
+    the writer. Anything else (a new conversation, a malformed or refused request)
+    returns False and takes the hub's path, which gives the exact answer."""
+    cdef Router router
+    cdef object hub
+    cdef object writer
+    cdef MessageStore ms
+    cdef Py_ssize_t max_body
+
+    def __init__(self, Router router, hub, writer, MessageStore ms, Py_ssize_t max_body):
+        self.router = router
+        self.hub = hub
+        self.writer = writer
+        self.ms = ms
+        self.max_body = max_body
+
+    cdef bint try_send(self, Conn c, dict d) except -1:
+        rid = d.get("id")
+        if rid is not None and type(rid) is not int and type(rid) is not str:
+            return False
+        body = d.get("body")
+        cid = d.get("cid")
+        to = d.get("to")
+        conv = d.get("conv")
+        if type(body) is not str or type(cid) is not str:
+            return False
+        if len(<str>body) == 0 or not 1 <= len(<str>cid) <= 64:
+            return False
+        if len(<str>body) * 4 > self.max_body and len((<str>body).encode()) > self.max_body:
+            return False
+        if to is not None:
+            if conv is not None or not _user_name(to) or to == c.user:
+                return False
+            conv = ("d:" + c.user + ":" + to) if c.user < to else ("d:" + to + ":" + c.user)
+        elif type(conv) is not str or not 1 <= len(<str>conv) <= 100:
+            return False
+        members = self.router.members.get(conv)
+        if members is None or c.user not in members:
+            return False
+        try:
+            self.writer.submit(StoreMessage(self.ms, c.user, conv, body, cid), SendDone(c, rid, self.hub))
+        except RuntimeError:        # shutting down: the hub answers unavailable
+            return False
+        return True

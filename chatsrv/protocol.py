@@ -275,6 +275,10 @@ class Parser:
             obj = orjson.loads(text)
         except orjson.JSONDecodeError:
             raise ProtocolError(None, BAD_REQUEST, "frame is not valid JSON") from None
+        return self.parse_obj(obj)
+
+    def parse_obj(self, obj):
+        """The same as parse(), for a frame already decoded from JSON."""
         if type(obj) is not dict:
             raise ProtocolError(None, BAD_REQUEST, "frame must be a JSON object")
         rid = obj.get("id")

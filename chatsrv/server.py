@@ -54,6 +54,8 @@ class Server:
                        Throttle(cfg.login_failures * 4, cfg.login_window))
         self.push = Push(cfg, self.store, self.writer, self.router, loop)
         self.hub.attach_push(self.push)
+        self.router.push = self.push
+        self.router.sender = _core.Sender(self.router, self.hub, self.writer, self.writer.ms, cfg.max_message_bytes)
         self.push.start()
         self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
         self.origins = cfg.origins()

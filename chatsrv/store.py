@@ -26,6 +26,9 @@ import threading
 import time
 
 import lmdb
+
+if os.environ.get("CHATSRV_DROP_GIL", "1") == "1":
+    lmdb.enable_drop_gil()
 import orjson
 
 from . import _core
@@ -220,6 +223,8 @@ class Writer:
         self.n_failed = 0
         self.commit_seconds = 0.0
         self.commit_latency = Hist()
+        self.ms = _core.MessageStore(self, store, message_record,
+                                     lambda: Refused(P.FORBIDDEN, "not a member of this conversation"))
         self._thread = threading.Thread(target=self._run, name="chatsrv-writer", daemon=True)
 
     def start(self):
@@ -415,42 +420,8 @@ class Writer:
         return True
 
     def send(self, txn, user, conv, body, cid, new_conv=None, sys=None, members=None):
-        """Stores a message and appends it to every member's inbox.
-
-        The sender must be a member (checked here, against the store, so a send
-        that raced a removal is refused); `members` overrides the recipients for
-        system messages. Returns (dup, conv, seq, ts, inbox, record, positions,
-        members), inbox being the sender's own position: a cid seen before gives
-        dup=True with the first send's conv, seq, ts and inbox, and stores nothing.
-        """
-        s = self.store
-        user_b = user.encode()
-        conv_b = conv.encode()
-        if cid is not None:
-            ck = user_b + NUL + cid.encode()
-            prev = txn.get(ck, db=s.cids)
-            if prev is not None:
-                _conv, seq, ts, mine = orjson.loads(prev)
-                return (True, _conv, seq, ts, mine, None, None, None)
-        if members is None:
-            if new_conv is not None:
-                self.create_conv(txn, conv, new_conv)
-            members = self.members_of(txn, conv_b)
-            if members is None or user not in members:
-                raise Refused(P.FORBIDDEN, "not a member of this conversation")
-        seq = self.last_seq(txn, conv_b) + 1
-        ts = now_ms()
-        record = message_record(conv, seq, user, ts, body=body, cid=cid, sys=sys)
-        mkey = _core.key_u64(conv_b + NUL, seq)
-        txn.put(mkey, record, db=s.msgs)
-        self.seqs[conv_b] = seq
-        positions = _core.append_inboxes(txn, s.inbox, members, self.heads, self.head_of, mkey)
-        if user in members:
-            txn.put(user_b + NUL + conv_b, _core.key_u64(b"", seq), db=s.reads)
-        mine = positions[members.index(user)] if user in members else 0
-        if cid is not None:
-            txn.put(ck, orjson.dumps([conv, seq, ts, mine]), db=s.cids)
-        return (False, conv, seq, ts, mine, record, positions, members)
+        """Stores a message: see _core.MessageStore.store."""
+        return self.ms.store(txn, user, conv, body, cid, new_conv, sys, members)
 
     def _users_exist(self, txn, users):
         for u in users:
