@@ -127,8 +127,6 @@ cdef class Conn(WSListener):
         self._tokens = burst
         self._refilled = _now()
         self._close_after = close_after
-        self._frag = bytearray()
-        self._out = bytearray()
         self.last_rx = self._refilled
 
     cpdef on_ws_connected(self, WSTransport transport):
@@ -174,13 +172,16 @@ cdef class Conn(WSListener):
     cdef int put(self, const char* data, Py_ssize_t n) except -1:
         """Queues one text frame; the router writes each connection's frames of this loop
         iteration together, so a batch of replies and events costs one system call."""
-        cdef bytearray out = self._out
-        cdef Py_ssize_t at = PyByteArray_GET_SIZE(out)
+        cdef bytearray out
+        cdef Py_ssize_t at
         cdef Py_ssize_t hl = 2 if n < 126 else (4 if n < 65536 else 10)
         cdef unsigned char* p
-        cdef int i
         if self.closing:
             return 0
+        if self._out is None:
+            self._out = bytearray()
+        out = self._out
+        at = PyByteArray_GET_SIZE(out)
         PyByteArray_Resize(out, at + hl + n)
         p = <unsigned char*>PyByteArray_AS_STRING(out) + at
         p[0] = 0x81          # FIN + text; server frames are not masked
@@ -201,7 +202,7 @@ cdef class Conn(WSListener):
 
     cdef int _flush(self) except -1:
         self._queued = False
-        if PyByteArray_GET_SIZE(self._out) == 0:
+        if self._out is None or PyByteArray_GET_SIZE(self._out) == 0:
             return 0
         if not self.closing and self.transport is not None and not self.transport.is_disconnected:
             self._write(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self._out),
@@ -214,7 +215,8 @@ cdef class Conn(WSListener):
 
     cpdef Py_ssize_t backlog(self):
         """Bytes written but not yet taken by the kernel."""
-        return self.transport.underlying_transport.get_write_buffer_size() + PyByteArray_GET_SIZE(self._out)
+        return (self.transport.underlying_transport.get_write_buffer_size()
+                + (PyByteArray_GET_SIZE(self._out) if self._out is not None else 0))
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType t = frame.msg_type
@@ -244,7 +246,7 @@ cdef class Conn(WSListener):
                 if frame.fin:
                     self._in_frag = False
                     self._message(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
-                    PyByteArray_Resize(self._frag, 0)
+                    self._frag = None
                 return
             if self._in_frag:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
@@ -257,6 +259,8 @@ cdef class Conn(WSListener):
                 return
             if not frame.fin:
                 self._in_frag = True
+                if self._frag is None:
+                    self._frag = bytearray()
                 PyByteArray_Resize(self._frag, frame.payload_size)
                 memcpy(PyByteArray_AS_STRING(self._frag), frame.payload_ptr, frame.payload_size)
                 return

@@ -27,7 +27,8 @@ CLOSE_GOING_AWAY = 1001
 
 
 class Session:
-    """Hub-side state of one connection (kept in Conn.extra)."""
+    """Hub-side state of a connection that needs any (kept in Conn.extra, made on first
+    use: most connections never log in twice or watch anyone, and idle memory counts)."""
 
     __slots__ = ("pending", "busy", "watching")
 
@@ -67,7 +68,6 @@ class Hub:
     def on_open(self, conn):
         peer = conn.transport.underlying_transport.get_extra_info("peername")
         conn.addr = peer[0] if peer else "?"
-        conn.extra = Session()
         conn.timer = self.loop.call_later(self.cfg.auth_timeout, self._auth_timeout, conn)
         self.conns.add(conn)
 
@@ -115,7 +115,7 @@ class Hub:
 
     def _accept(self, conn, req):
         s = conn.extra
-        if s.busy:
+        if s is not None and s.busy:
             # login/auth in flight: later requests wait for its outcome, in order
             s.pending.append(req)
             return
@@ -137,6 +137,8 @@ class Hub:
         """Runs an op that awaits (argon2); exclusive ones hold back the connection's later requests."""
         s = conn.extra
         if exclusive:
+            if s is None:
+                s = conn.extra = Session()
             s.busy = True
 
         async def run():
@@ -493,11 +495,13 @@ class Hub:
                 if u != user and not self.store.shares_conv(txn, user, u):
                     raise ProtocolError(req.rid, P.FORBIDDEN, f"no conversation shared with {u}")
             states = self.presence.watch(conn, req.users, txn)
+        if conn.extra is None:
+            conn.extra = Session()
         conn.extra.watching.update(req.users)
         conn.send(P.ok(req.rid, {"presence": states}))
 
     def unwatch(self, conn, req):
-        watching = conn.extra.watching
+        watching = conn.extra.watching if conn.extra is not None else set()
         users = [u for u in req.users if u in watching]
         watching.difference_update(users)
         self.presence.unwatch(conn, users)
