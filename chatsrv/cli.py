@@ -33,11 +33,16 @@ def parser():
             serve.set_defaults(**{name + "_env": dflt})
         else:
             serve.add_argument(flag, dest=name, type=typ, default=dflt, help=help_)
+    bk = sub.add_parser("backup", help="copy a data directory (the server may be running) to DEST")
+    bk.add_argument("--data", default=_env("data", str, "./data"), help="data directory to copy")
+    bk.add_argument("dest", help="new directory to create with the copy")
     return ap
 
 
 def config_from_args(argv=None):
     args = parser().parse_args(argv)
+    if args.cmd == "backup":
+        return args.cmd, args
     kw = {}
     for name, typ, _, _ in OPTIONS:
         v = getattr(args, name)
@@ -53,6 +58,16 @@ def main(argv=None):
         from .server import serve
 
         return serve(cfg)
+    if cmd == "backup":
+        from .store import backup
+
+        try:
+            backup(cfg.data, cfg.dest)
+        except (OSError, FileExistsError) as e:
+            print(f"chatsrv backup: {e}", file=sys.stderr)
+            return 1
+        print(f"copied {cfg.data} to {cfg.dest}")
+        return 0
     return 2
 
 

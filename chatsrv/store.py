@@ -190,6 +190,29 @@ class Store:
         return [_core.tail_u64(v) for _, v in prefix_scan(txn, self.cursors, user.encode() + NUL)]
 
 
+def backup(data_dir, dest):
+    """Copies a data directory, live or not, to dest: a consistent, compacted LMDB snapshot
+    (LMDB lets another process read while the server writes) and the files beside it, the
+    keys (the token key keeps tokens valid; push subscriptions are bound to the VAPID key)."""
+    src = os.path.join(data_dir, "db")
+    if not os.path.exists(os.path.join(src, "data.mdb")):
+        raise FileNotFoundError(f"no chatsrv database in {data_dir}")
+    os.makedirs(os.path.join(dest, "db"), exist_ok=False)
+    env = lmdb.open(src, readonly=True, max_dbs=len(DBS), subdir=True, lock=True)
+    try:
+        env.copy(os.path.join(dest, "db"), compact=True)
+    finally:
+        env.close()
+    for name in sorted(os.listdir(data_dir)):
+        path = os.path.join(data_dir, name)
+        if os.path.isfile(path) and not os.path.islink(path):
+            with open(path, "rb") as f:
+                data = f.read()
+            fd = os.open(os.path.join(dest, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+
+
 class Job:
     """One unit of work for the writer: fn(txn) runs in the writer thread inside the
     batch's transaction; done(result, error) runs on the loop after the commit."""

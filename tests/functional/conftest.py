@@ -186,9 +186,9 @@ def make_server(tmp_path):
     servers: list[ServerProc] = []
     n = itertools.count()
 
-    def _make(*args, env: Optional[dict] = None, start: bool = True) -> ServerProc:
+    def _make(*args, env: Optional[dict] = None, start: bool = True, data: Optional[Path] = None) -> ServerProc:
         i = next(n)
-        s = ServerProc(tmp_path / f"data{i}", args, env=env, log_path=tmp_path / f"server{i}.log")
+        s = ServerProc(data or tmp_path / f"data{i}", args, env=env, log_path=tmp_path / f"server{i}.log")
         servers.append(s)
         if start:
             s.start()
