@@ -17,6 +17,10 @@ from libc.string cimport memcpy
 from libc.stdint cimport uint64_t, uint8_t
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC, CLOCK_REALTIME
 
+cdef extern from "<sys/socket.h>" nogil:
+    ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags)
+    int MSG_NOSIGNAL
+
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
 
 import logging
@@ -106,7 +110,6 @@ cdef class Conn(WSListener):
     cdef bytearray _frag
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
     cdef bint _queued        # in the router's list of connections to flush
-    cdef object _write       # the TCP transport's write
     cdef bint _in_frag
     cdef Py_ssize_t _max_frame
     cdef double _tokens
@@ -131,7 +134,6 @@ cdef class Conn(WSListener):
 
     cpdef on_ws_connected(self, WSTransport transport):
         self.transport = transport
-        self._write = transport.underlying_transport.write
         transport.underlying_transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         self.router.opened(self)
         self.hub.on_open(self)
@@ -201,12 +203,26 @@ cdef class Conn(WSListener):
         return 0
 
     cdef int _flush(self) except -1:
+        cdef Py_ssize_t size, sent
+        cdef char* data
+        cdef WSTransport t = self.transport
         self._queued = False
-        if self._out is None or PyByteArray_GET_SIZE(self._out) == 0:
+        if self._out is None:
             return 0
-        if not self.closing and self.transport is not None and not self.transport.is_disconnected:
-            self._write(PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self._out),
-                                                  PyByteArray_GET_SIZE(self._out)))
+        size = PyByteArray_GET_SIZE(self._out)
+        if size == 0:
+            return 0
+        data = PyByteArray_AS_STRING(self._out)
+        if not self.closing and t is not None and not t.is_disconnected:
+            # As picows' own send does (the same fields, pinned version): straight to the
+            # socket when nothing is queued in the transport, else through the transport.
+            sent = -1
+            if not t.is_secure and not <Py_ssize_t>t._tr_get_write_buffer_size():
+                sent = c_send(t._socket, data, <size_t>size, MSG_NOSIGNAL)
+            if sent < 0:
+                t._tr_write(PyBytes_FromStringAndSize(data, size))
+            elif sent < size:
+                t._tr_write(PyBytes_FromStringAndSize(data + sent, size - sent))
         PyByteArray_Resize(self._out, 0)
         return 0
 
