@@ -117,6 +117,9 @@ async def main(args):
     kw = {}
     if args.read_buffer:
         kw["read_buffer_init_size"] = args.read_buffer
+    if args.lean:
+        # the per-connection settings chatsrv serves with: the floor of memory per idle connection
+        kw.update(read_buffer_init_size=2048, use_aiofastnet=False)
     server = await ws_create_server(factory, args.host, args.port, backlog=4096, **kw)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -132,4 +135,5 @@ if __name__ == "__main__":
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--read-buffer", type=int, default=0)
+    ap.add_argument("--lean", action="store_true", help="chatsrv's per-connection settings")
     uvloop.run(main(ap.parse_args()))

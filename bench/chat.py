@@ -441,17 +441,22 @@ async def churn(env, seconds, concurrency=32, prog=None):
 IDLE_PER_WORKER = 6600
 
 
-async def idle(env, steps, prog=None):
+async def idle(env, steps, prog=None, bare=None):
     """Opens authenticated idle connections in steps (held by worker processes, each under the file
-    limit), reads the server's RSS at each step; slope by least squares."""
-    us = users("u", 16)
-    await env.ensure_users(us)
-    await env.auth_many(us)
-    tokens = [env.tokens[u] for u in us]
+    limit), reads the server's RSS at each step; slope by least squares. With `bare` (a bare picows
+    server started with chatsrv's per-connection settings) the same for plain connections to it."""
+    if bare is None:
+        us = users("u", 16)
+        await env.ensure_users(us)
+        await env.auth_many(us)
+        tokens = [env.tokens[u] for u in us]
+        server, port = env.server, env.port
+    else:
+        tokens, server, port = None, bare, bare.port
     workers = []
     points = []
     await asyncio.sleep(1.0)
-    points.append((0, env.server.rss()))
+    points.append((0, server.rss()))
     total = 0
     failed = 0
     try:
@@ -460,7 +465,7 @@ async def idle(env, steps, prog=None):
                 prog(step / len(steps))
             while total < target and failed == 0:
                 if not workers or workers[-1]["n"] >= IDLE_PER_WORKER:
-                    workers.append(await _idle_worker(env.port, tokens, len(workers)))
+                    workers.append(await _idle_worker(port, tokens, len(workers)))
                 w = workers[-1]
                 k = min(target - total, IDLE_PER_WORKER - w["n"])
                 got, bad = await _idle_cmd(w, f"open {k}")
@@ -468,9 +473,9 @@ async def idle(env, steps, prog=None):
                 total += got
                 failed += bad
             await asyncio.sleep(1.5)       # let allocations settle, heartbeats run
-            if not env.server.alive():
+            if not server.alive():
                 break
-            points.append((total, env.server.rss()))
+            points.append((total, server.rss()))
             if failed:
                 break
     finally:
@@ -488,14 +493,14 @@ async def idle(env, steps, prog=None):
     ys = np.array([p[1] for p in points if p[0] > 0], dtype=float)
     slope = float(np.polyfit(xs, ys, 1)[0]) if len(xs) >= 2 else None
     return {"kind": "idle", "points": [{"connections": n, "rss_bytes": r} for n, r in points],
-            "max_connections": total, "failed_at_max": failed, "server_alive": env.server.alive(),
+            "max_connections": total, "failed_at_max": failed, "server_alive": server.alive(),
             "rss_per_conn_kib": slope / 1024 if slope is not None else None}
 
 
 async def _idle_worker(port, tokens, k):
     gen_core = proc.cores()[1]
-    argv = [sys.executable, "-m", "bench.idle_worker", "--port", str(port), "--local-ip", f"127.0.0.{10 + k}",
-            "--tokens", ",".join(tokens)]
+    argv = [sys.executable, "-m", "bench.idle_worker", "--port", str(port), "--local-ip", f"127.0.0.{10 + k}"]
+    argv += ["--tokens", ",".join(tokens)] if tokens else ["--bare"]
     if gen_core is not None:
         argv = ["taskset", "-c", str(gen_core)] + argv
     p = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -4,6 +4,7 @@ One process can hold only as many sockets as its file limit allows (20000 here, 
 so the idle workload spreads its connections over several of these. Commands on stdin, one a line:
   open N   open N more connections, each authenticated; answers "opened OK FAILED"
   quit     close everything and exit
+With --bare it holds plain connections to a bare picows server instead (the memory floor).
 Heartbeats: picows answers the server's pings by itself (auto-pong). It binds its own loopback source
 address (--local-ip) so that its ports do not compete with other workers for the ephemeral range.
 """
@@ -27,6 +28,8 @@ async def main(args):
 
     async def one(i):
         async with sem:
+            if args.bare:
+                return await gen.connect(args.port, path="/echo", local_ip=args.local_ip)
             c = await gen.connect(args.port, local_ip=args.local_ip)
             r = await c.request("auth", token=tokens[i % len(tokens)], timeout=60)
             if "ok" not in r:
@@ -56,5 +59,6 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--local-ip", default=None)
-    ap.add_argument("--tokens", required=True)
+    ap.add_argument("--tokens", default="")
+    ap.add_argument("--bare", action="store_true", help="plain connections to a bare picows server's /echo")
     uvloop.run(main(ap.parse_args()))

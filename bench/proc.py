@@ -164,10 +164,12 @@ class Server:
         self.stop()
 
 
-def bare_server(port, read_buffer=0):
+def bare_server(port, read_buffer=0, lean=False):
     argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
     if read_buffer:
         argv += ["--read-buffer", str(read_buffer)]
+    if lean:
+        argv += ["--lean"]
     return Server("bare", argv, port)
 
 

@@ -124,8 +124,11 @@ def goals(results):
     I = w.get("idle")
     if I and I.get("rss_per_conn_kib") is not None:
         s = I["rss_per_conn_kib"]
-        rows.append(["idle", f"{s:.2f} KiB/conn RSS slope", f"up to {I['max_connections']} conns (file limit {I['file_limit']})",
-                     "", "≤ 6 KiB/conn", verdict(s <= 6, f"{s - 6:.2f} KiB"),
+        b = (I.get("bare") or {}).get("rss_per_conn_kib")
+        limit = f"bare picows {b:.2f} KiB/conn (chatsrv's settings); " if b else ""
+        rows.append(["idle", f"{s:.2f} KiB/conn RSS slope",
+                     f"{limit}up to {I['max_connections']} conns (file limit {I['file_limit']})",
+                     f"{s / b:.2f}x" if b else "", "≤ 6 KiB/conn", verdict(s <= 6, f"{s - 6:.2f} KiB"),
                      ", ".join(f"{p['connections']}: {p['rss_bytes'] / 2**20:.1f} MiB" for p in I["points"])])
     else:
         na("idle", "≤ 6 KiB/conn")

@@ -229,6 +229,12 @@ class Runner:
         r = await self.measured(f"idle {steps}", lambda bar: chat.idle(env, steps, prog=bar))
         r["file_limit"] = soft
         await self.chat_started()
+        bare = proc.bare_server(proc.free_port(), lean=True).start()
+        try:
+            r["bare"] = await self.measured(f"bare idle {steps}", lambda bar: chat.idle(None, steps, prog=bar,
+                                                                                  bare=bare))
+        finally:
+            bare.stop()
         self.results["workloads"]["idle"] = r
 
 
