@@ -96,24 +96,19 @@ class Hub:
         conn.send(P.err(rid if type(rid) in (int, str) else None, P.RATE_LIMITED, "too many requests"))
 
     def on_request(self, conn, text):
-        """A text frame that is not valid JSON, or any frame in tests."""
-        try:
-            req = self.parser.parse(text)
-        except ProtocolError as e:
-            conn.send(P.err(e.rid, e.code, e.msg))
-            return
-        self._accept(conn, req)
+        """A text frame that is not valid JSON (the core decodes the others)."""
+        self._accept(conn, self.parser.parse, text)
 
     def on_object(self, conn, obj):
         """A frame the core has decoded (and not taken on its send path)."""
+        self._accept(conn, self.parser.parse_obj, obj)
+
+    def _accept(self, conn, parse, frame):
         try:
-            req = self.parser.parse_obj(obj)
+            req = parse(frame)
         except ProtocolError as e:
             conn.send(P.err(e.rid, e.code, e.msg))
             return
-        self._accept(conn, req)
-
-    def _accept(self, conn, req):
         s = conn.extra
         if s is not None and s.busy:
             # login/auth in flight: later requests wait for its outcome, in order
