@@ -94,6 +94,7 @@ cdef class Conn(WSListener):
     cdef public str user
     cdef public str device
     cdef public str addr
+    cdef public str forwarded          # the upgrade's X-Forwarded-For, used only behind a trusted proxy
     cdef public bint authed
     # While the backlog is replayed, live fan-out skips this connection; the
     # replay reads the store up to the newest commit, so nothing is missed.

@@ -50,6 +50,7 @@ class Hub:
         self.throttle_addr = throttle_addr
         self.parser = P.Parser(cfg.max_message_bytes)
         self.conns = set()
+        self.trusted_proxies = frozenset(cfg.trusted_proxy)
         self.loop = asyncio.get_event_loop()
         self._hashing = 0
         self.presence = Presence(router, writer, self.loop, cfg.presence_grace)
@@ -68,6 +69,10 @@ class Hub:
     def on_open(self, conn):
         peer = conn.transport.underlying_transport.get_extra_info("peername")
         conn.addr = peer[0] if peer else "?"
+        if conn.forwarded and conn.addr in self.trusted_proxies:
+            # the proxy appends the address it saw: the last entry is the one to trust
+            conn.addr = conn.forwarded.rsplit(",", 1)[-1].strip() or conn.addr
+        conn.forwarded = None
         conn.timer = self.loop.call_later(self.cfg.auth_timeout, self._auth_timeout, conn)
         self.conns.add(conn)
 

@@ -89,8 +89,10 @@ class Server:
                 log.info("refused upgrade from origin %r", origin)
                 return _respond(403, b"origin not allowed")
             cfg = self.cfg
-            return _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
+            conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                               cfg.rate_close_after)
+            conn.forwarded = request.headers.get("X-Forwarded-For")
+            return conn
         if path == b"/healthz":
             return _respond(200, b"ok")
         if path == b"/metrics":

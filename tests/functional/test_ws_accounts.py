@@ -286,3 +286,36 @@ async def test_logout_revokes_every_token_of_the_device(server, connect, login):
     c3 = await connect(server)
     assert await c3.err("auth", token=c1.token) == "unauthorized"
     assert await c3.err("auth", token=c2.token) == "unauthorized"
+
+
+async def test_login_throttle_per_client_address_behind_a_trusted_proxy(make_server, connect):
+    """Behind a reverse proxy every connection comes from the proxy's address: the per-address
+    throttle must count the client named in X-Forwarded-For, and only from a trusted proxy."""
+    srv = make_server("--login-failures", "1", "--login-window", "60", "--trusted-proxy", "127.0.0.1")
+    c = await connect(srv)
+    victims = [uname("xff") for _ in range(5)]
+    for u in victims:
+        await c.signup(u)
+    attacker = await connect(srv, headers={"X-Forwarded-For": "203.0.113.7"})
+    # 4 failures (4 x --login-failures) on four names: the attacker's address is used up
+    for u in victims[:4]:
+        assert await attacker.err("login", user=u, password="wrong password", device="d") == "unauthorized"
+    again = await connect(srv, headers={"X-Forwarded-For": "203.0.113.7"})
+    assert await again.err("login", user=victims[4], password=PASSWORD, device="d") == "rate_limited"
+    # another client of the same proxy is not locked out
+    other = await connect(srv, headers={"X-Forwarded-For": "198.51.100.2, 203.0.113.99"})
+    assert "token" in await other.ok("login", user=victims[4], password=PASSWORD, device="d")
+
+
+async def test_x_forwarded_for_is_ignored_from_an_untrusted_peer(make_server, connect):
+    srv = make_server("--login-failures", "1", "--login-window", "60")
+    c = await connect(srv)
+    victims = [uname("xfu") for _ in range(5)]
+    for u in victims:
+        await c.signup(u)
+    for i, u in enumerate(victims[:4]):
+        # a spoofed header per attempt changes nothing: the peer address is what counts
+        cl = await connect(srv, headers={"X-Forwarded-For": f"192.0.2.{i}"})
+        assert await cl.err("login", user=u, password="wrong password", device="d") == "unauthorized"
+    cl = await connect(srv, headers={"X-Forwarded-For": "192.0.2.200"})
+    assert await cl.err("login", user=victims[4], password=PASSWORD, device="d") == "rate_limited"
