@@ -33,6 +33,10 @@ def parser():
             serve.set_defaults(**{name + "_env": dflt})
         else:
             serve.add_argument(flag, dest=name, type=typ, default=dflt, help=help_)
+    au = sub.add_parser("adduser", help="create an account (reads the password from stdin); "
+                                        "for servers run with --no-signup")
+    au.add_argument("--data", default=_env("data", str, "./data"), help="data directory")
+    au.add_argument("user", help="user name (^[a-z0-9_]{3,32}$)")
     bk = sub.add_parser("backup", help="copy a data directory (the server may be running) to DEST")
     bk.add_argument("--data", default=_env("data", str, "./data"), help="data directory to copy")
     bk.add_argument("dest", help="new directory to create with the copy")
@@ -41,7 +45,7 @@ def parser():
 
 def config_from_args(argv=None):
     args = parser().parse_args(argv)
-    if args.cmd == "backup":
+    if args.cmd in ("backup", "adduser"):
         return args.cmd, args
     kw = {}
     for name, typ, _, _ in OPTIONS:
@@ -58,6 +62,8 @@ def main(argv=None):
         from .server import serve
 
         return serve(cfg)
+    if cmd == "adduser":
+        return adduser(cfg.data, cfg.user)
     if cmd == "backup":
         from .store import backup
 
@@ -69,6 +75,27 @@ def main(argv=None):
         print(f"copied {cfg.data} to {cfg.dest}")
         return 0
     return 2
+
+
+def adduser(data, user):
+    import getpass
+
+    from . import protocol as P
+    from .auth import Passwords
+    from .store import add_user
+
+    pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+    try:
+        P.user_name("user", user)
+        P.password("password", pw)
+    except ValueError as e:
+        print(f"chatsrv adduser: {e}", file=sys.stderr)
+        return 1
+    if not add_user(data, user, Passwords().hasher.hash(pw)):
+        print(f"chatsrv adduser: {user} exists", file=sys.stderr)
+        return 1
+    print(f"created {user}")
+    return 0
 
 
 if __name__ == "__main__":

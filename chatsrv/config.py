@@ -17,6 +17,7 @@ OPTIONS = [
                                  "env: comma-separated); the server's own origins are always allowed"),
     ("trusted_proxy", list, [], "address of a reverse proxy (repeatable; env: comma-separated) whose "
                                 "X-Forwarded-For names the client, for the per-address login throttle"),
+    ("signup", bool, True, "anyone may sign up; off (--no-signup): accounts are made with `chatsrv adduser`"),
     ("ping_interval", float, 20.0, "seconds of silence before the server pings a connection"),
     ("ping_timeout", float, 20.0, "seconds to wait for the pong before dropping the connection"),
     ("max_message_bytes", int, 16384, "largest message body in UTF-8 bytes (else too_large)"),

@@ -204,6 +204,8 @@ class Hub:
     # --- accounts
 
     def signup(self, conn, req):
+        if not self.cfg.signup:
+            raise ProtocolError(req.rid, P.FORBIDDEN, "sign-up is closed on this server")
         with self.store.read() as txn:
             if self.store.user(txn, req.user) is not None:
                 raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")

@@ -190,6 +190,22 @@ class Store:
         return [_core.tail_u64(v) for _, v in prefix_scan(txn, self.cursors, user.encode() + NUL)]
 
 
+def put_user(txn, users_db, user, pw_hash):
+    """Creates an account; False if the name is taken."""
+    return txn.put(user.encode(), orjson.dumps({"pw": pw_hash, "ts": now_ms()}), db=users_db, overwrite=False)
+
+
+def add_user(data_dir, user, pw_hash):
+    """Creates an account from outside the server (which may be running: LMDB serialises
+    writers across processes). False if the name is taken."""
+    store = Store(data_dir, 0)     # 0: the map size the environment already has
+    try:
+        with store.env.begin(write=True) as txn:
+            return put_user(txn, store.users, user, pw_hash)
+    finally:
+        store.close()
+
+
 def backup(data_dir, dest):
     """Copies a data directory, live or not, to dest: a consistent, compacted LMDB snapshot
     (LMDB lets another process read while the server writes) and the files beside it, the
@@ -350,8 +366,7 @@ class Writer:
         return seq
 
     def create_user(self, txn, user, pw_hash):
-        return txn.put(user.encode(), orjson.dumps({"pw": pw_hash, "ts": now_ms()}), db=self.store.users,
-                       overwrite=False)
+        return put_user(txn, self.store.users, user, pw_hash)
 
     def set_password_hash(self, txn, user, pw_hash):
         rec = orjson.loads(txn.get(user.encode(), db=self.store.users))
