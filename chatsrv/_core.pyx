@@ -1,13 +1,16 @@
 # cython: language_level=3
-"""The routing core: connections, the in-memory tables, and per-recipient work.
+"""The routing core: connections, the in-memory tables, and per-message work.
 
 `Conn` is one WebSocket (a picows listener as a cdef class, so frames arrive
 without Python's call protocol): it reassembles fragments, enforces the frame
-cap, UTF-8, close handshake and the request rate, then hands each complete
-text message to the hub once. `Router` holds who is connected and fans events
-out: an event is encoded once and only the recipient's inbox position is
-spliced into the bytes. Nothing in here runs Python code per recipient, and
-nothing here touches the disk except through the calls the store gives it.
+cap, UTF-8, close handshake and the request rate, decodes each text message
+once, and queues its outgoing frames to leave in one write per loop iteration.
+`Router` holds who is connected, conversation membership and presence
+watchers, and fans events out: an event is encoded once and only the
+recipient's inbox position is spliced into the bytes. `Sender` takes a
+well-formed `send` to a known conversation from the frame to the writer, and
+`MessageStore` stores it inside the writer's transaction; every other request
+goes to the hub, once. Nothing here runs Python code per recipient.
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
@@ -32,8 +35,7 @@ log = logging.getLogger("chatsrv.core")
 cdef object _dumps = orjson.dumps
 cdef object _loads = orjson.loads
 
-DEF HEADROOM = 14        # picows writes the frame header in front of the payload
-DEF DIGITS_END = 54      # HEADROOM + len(prefix) + 20 digits: where an inbox number ends
+DEF DIGITS_END = 40      # len(prefix) + 20 digits: where an inbox number ends in the event buffer
 
 cdef bytes MSG_PREFIX = b'{"ev":"msg","inbox":'
 cdef Py_ssize_t MSG_PREFIX_LEN = 20
