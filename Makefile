@@ -8,11 +8,11 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./data
 
-.PHONY: all venv build sysdeps run test unit functional annotate bench locust clean
+.PHONY: all venv build sysdeps run test unit functional browser annotate bench locust clean
 
-# Debian packages the tests use (promtool from prometheus); installed only when missing.
-SYSDEPS_CMDS := promtool
-SYSDEPS_PKGS := prometheus
+# Debian packages the tests use (promtool from prometheus, chromium for tests/browser); installed only when missing.
+SYSDEPS_CMDS := promtool chromium
+SYSDEPS_PKGS := prometheus chromium
 
 all: build
 
@@ -67,6 +67,9 @@ unit: build
 
 functional: build
 	$(PY) -m pytest -q tests/functional
+
+browser: build sysdeps
+	$(PY) -m pytest -q tests/browser
 
 annotate: $(STAMP)
 	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force

@@ -1,0 +1,2 @@
+"""Browser tests of the web client (a package, so that its conftest never shadows
+tests/functional/conftest.py, which the functional tests import as `conftest`)."""
