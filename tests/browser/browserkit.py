@@ -6,15 +6,15 @@ from __future__ import annotations
 import http.client
 import itertools
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
+
+from netutil import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHATSRV_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -27,18 +27,6 @@ try:
 except ImportError:  # pragma: no cover - reported by the browser fixture
     sync_playwright = None
     expect = None
-
-
-def _free_port() -> int:
-    for _ in range(500):
-        port = random.randint(20000, 30000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port in 20000-30000")
 
 
 def _healthy(port: int) -> bool:
@@ -65,7 +53,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSRV_")}
         env["PYTHONUNBUFFERED"] = "1"
         for attempt in range(4):
-            self.port = port if (port and attempt == 0) else _free_port()
+            self.port = port if (port and attempt == 0) else free_port()
             cmd = [sys.executable, "-m", "chatsrv", "serve", "--host", "127.0.0.1", "--port", str(self.port),
                    "--data", str(self.data), *self.args]
             with open(self.log_path, "ab") as log:

@@ -6,9 +6,7 @@ from __future__ import annotations
 import http.client
 import itertools
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +16,7 @@ from typing import Optional
 
 import pytest
 
+from netutil import free_port
 from wsclient import Client, PASSWORD
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,18 +34,6 @@ def pytest_asyncio_loop_factories(config, item):
     except ImportError:  # pragma: no cover
         return None
     return {"uvloop": uvloop.new_event_loop}
-
-
-def free_port() -> int:
-    for _ in range(500):
-        port = random.randint(20000, 30000)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no free port in 20000-30000")
 
 
 def http_get(port: int, path: str, timeout: float = 2.0,
