@@ -27,7 +27,7 @@ venv: $(STAMP)
 chatsrv/_core.cpython%.so: chatsrv/_core.pyx $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 
-build: $(STAMP) chatsrv/_core.pyx
+build: $(STAMP)
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
 
@@ -73,7 +73,8 @@ browser: build sysdeps
 
 annotate: $(STAMP)
 	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force
-	@echo "see chatsrv/_core.html"
+	@echo "see chatsrv/_core.html and chatsrv/store/**/*.html"
 
 clean:
-	rm -rf build chatsrv/*.so chatsrv/_core.c chatsrv/_core.html *.egg-info
+	rm -rf build *.egg-info
+	find chatsrv -name '*.so' -o -name '*.c' -o -name '*.html' -not -path 'chatsrv/web/*' | xargs rm -f

@@ -65,7 +65,7 @@ def main(argv=None):
     if cmd == "adduser":
         return adduser(cfg.data, cfg.user)
     if cmd == "backup":
-        from .store import backup
+        from .store.lmdb import backup
 
         try:
             backup(cfg.data, cfg.dest)
@@ -82,7 +82,7 @@ def adduser(data, user):
 
     from . import protocol as P
     from .auth import Passwords
-    from .store import add_user
+    from .store.lmdb import add_user
 
     pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     try:

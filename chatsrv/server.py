@@ -14,8 +14,10 @@ from . import _core
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
+from .protocol import message_record
 from .push import Push
-from .store import Store, Writer
+from .store import Writer
+from .store.lmdb import LmdbStore
 
 log = logging.getLogger("chatsrv")
 WEB_DIR = os.path.join(os.path.dirname(__file__), "web")
@@ -41,7 +43,7 @@ class Server:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         os.makedirs(cfg.data, exist_ok=True)
-        self.store = Store(cfg.data, cfg.map_size, sync=not cfg.unsafe_no_sync)
+        self.store = LmdbStore(cfg.data, cfg.map_size, message_record, sync=not cfg.unsafe_no_sync)
         if cfg.unsafe_no_sync:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
@@ -55,7 +57,7 @@ class Server:
         self.push = Push(cfg, self.store, self.writer, self.router, loop)
         self.hub.attach_push(self.push)
         self.router.push = self.push
-        self.router.sender = _core.Sender(self.router, self.hub, self.writer, self.writer.ms, cfg.max_message_bytes)
+        self.router.sender = _core.Sender(self.router, self.hub, self.writer, cfg.max_message_bytes)
         self.push.start()
         self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
         self.origins = cfg.origins()
