@@ -55,3 +55,21 @@ class RevokeDevice:
         for sel in selectors:
             w.delete_token(self.user, self.device, sel)
         return selectors
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ChangePassword:
+    """A new password hash; with `keep`, every other device of the user is signed out
+    (its tokens revoked) -> the devices signed out."""
+    user: str
+    pw_hash: str
+    keep: str = None
+
+    def __call__(self, w):
+        w.set_password_hash(self.user, self.pw_hash)
+        if self.keep is None:
+            return []
+        others = [d for d in w.devices(self.user) if d != self.keep]
+        for d in others:
+            RevokeDevice(self.user, d)(w)
+        return others

@@ -86,11 +86,11 @@ class ChangeGroup:
             name = self.name
             users = []
             after = recipients = members
-        msg = w.append_message(self.actor, self.conv, None, None, None,
-                               {"action": action, "users": users, "name": name}, recipients)
-        seq = msg.seq
+        sys = {"action": action, "users": users, "name": name}
         if action in ("remove", "leave") and owner not in after:
-            owner = after[0] if after else None
+            owner = sys["owner"] = after[0] if after else None     # named in the hand-over message
+        msg = w.append_message(self.actor, self.conv, None, None, None, sys, recipients)
+        seq = msg.seq
         w.put_conv(self.conv, Conv("group", after, name, owner, rec.ts))
         for u in users:
             if action == "add":

@@ -20,12 +20,14 @@ Reader (every method also on WriteTxn, reading the transaction's own writes):
   membership(user, conv) -> Membership|None
   memberships(user) -> [(conv, Membership)]  (every conversation ever joined, left ones too)
   last_seq(conv) -> int                    last_message(conv) -> (seq, record|None)
+  message(conv, seq) -> record|None
   history(conv, before, limit, since=1) -> [record]  (since <= seq < before, newest `limit`, ascending)
   inbox_head(user) -> int                  inbox_after(user, after, n) -> ([pos], [record])
   inbox_span(user, after, upto, direct_only) -> {conv: (seq, pos)}  (newest entry per conv)
   cursor(user, device) -> int|None         cursors(user) -> [int]
   read_seq(user, conv) -> int              delivered(user, conv) -> int
-  last_seen(user) -> int                   device_tokens(user, device) -> [selector]
+  last_seen(user) -> int                   devices(user) -> [device]  (those with a token)
+  device_tokens(user, device) -> [selector]
   push_subscriptions(user) -> [(device, PushSub)]   push_subscription(user, device) -> PushSub|None
   muted_until(user, conv) -> int
 WriteTxn:

@@ -50,6 +50,10 @@ class MemoryRead:
         msgs = self.t["msgs"].get(conv)
         return (len(msgs), msgs[-1]) if msgs else (0, None)
 
+    def message(self, conv, seq):
+        msgs = self.t["msgs"].get(conv, ())
+        return msgs[seq - 1] if 1 <= seq <= len(msgs) else None
+
     def history(self, conv, before, limit, since=1):
         msgs = self.t["msgs"].get(conv, [])
         hi = len(msgs) + 1 if before is None else min(before, len(msgs) + 1)
@@ -86,6 +90,9 @@ class MemoryRead:
 
     def last_seen(self, user):
         return self.t["seen"].get(user, 0)
+
+    def devices(self, user):
+        return sorted(d for (u, d), sels in self.t["devtokens"].items() if u == user and sels)
 
     def device_tokens(self, user, device):
         return sorted(self.t["devtokens"].get((user, device), ()))

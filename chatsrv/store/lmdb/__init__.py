@@ -15,7 +15,7 @@ if os.environ.get("CHATSRV_DROP_GIL", "1") == "1":
     lmdb.enable_drop_gil()
 import orjson
 
-from ... import convid
+from ... import convid, datadir
 from .. import Conv, Membership, NotMember, PushSub, Token, User, now_ms
 from . import inbox as _inbox
 from . import layout as L
@@ -114,6 +114,9 @@ class LmdbRead:
         last = _last_under(self.txn, self.db["msgs"], L.under(conv))
         return (L.tail_u64(last[0]), last[1]) if last else (0, None)
 
+    def message(self, conv, seq):
+        return self._get("msgs", L.msg(conv.encode(), seq))
+
     def history(self, conv, before, limit, since=1):
         prefix = L.under(conv)
         cur = self.txn.cursor(db=self.db["msgs"])
@@ -154,6 +157,10 @@ class LmdbRead:
 
     def last_seen(self, user):
         return _u64_or(self._get("seen", user.encode()), 0)
+
+    def devices(self, user):
+        prefix = L.under(user)
+        return sorted({L.device_of_devtoken(k, prefix) for k, _ in _scan(self.txn, self.db["devtokens"], prefix)})
 
     def device_tokens(self, user, device):
         prefix = L.devtokens_of(user, device)
@@ -320,13 +327,15 @@ class LmdbStore:
 
 
 def _open(path, map_size, sync=True, readonly=False):
-    return lmdb.open(os.path.join(path, "db"), map_size=map_size, max_dbs=len(L.TABLES), subdir=True,
+    return lmdb.open(os.path.join(path, datadir.DB_DIR), map_size=map_size, max_dbs=len(L.TABLES), subdir=True,
                      sync=sync, metasync=sync, readahead=False, max_readers=1024, lock=True, readonly=readonly)
 
 
 def add_user(data_dir, user, pw_hash):
     """Creates an account from outside the server (which may be running: LMDB serialises
-    writers across processes). False if the name is taken."""
+    writers across processes, and the server caches nothing about accounts). False if
+    the name is taken; NoDatabase where there is no database (an empty one is not made)."""
+    datadir.require_database(data_dir)
     env = _open(data_dir, 0)     # 0: the map size the environment already has
     try:
         users = env.open_db(b"users")
@@ -341,9 +350,8 @@ def backup(data_dir, dest):
     """Copies a data directory, live or not, to dest: a consistent, compacted LMDB snapshot
     (LMDB lets another process read while the server writes) and the files beside it, the
     keys (the token key keeps tokens valid; push subscriptions are bound to the VAPID key)."""
-    src = os.path.join(data_dir, "db")
-    if not os.path.exists(os.path.join(src, "data.mdb")):
-        raise FileNotFoundError(f"no chatsrv database in {data_dir}")
+    src = os.path.join(data_dir, datadir.DB_DIR)
+    datadir.require_database(data_dir)
     os.makedirs(os.path.join(dest, "db"), exist_ok=False)
     env = lmdb.open(src, readonly=True, max_dbs=len(L.TABLES), subdir=True, lock=True)
     try:
@@ -351,6 +359,8 @@ def backup(data_dir, dest):
     finally:
         env.close()
     for name in sorted(os.listdir(data_dir)):
+        if name == datadir.LOCK_NAME:
+            continue     # the running server's, not data: the copy must be free to serve
         path = os.path.join(data_dir, name)
         if os.path.isfile(path) and not os.path.islink(path):
             with open(path, "rb") as f:

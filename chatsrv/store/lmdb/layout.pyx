@@ -101,6 +101,11 @@ def devtokens_of(user, device):
     return pair(user, device) + b"\0"
 
 
+def device_of_devtoken(bytes key, bytes user_prefix):
+    """The device of a devtokens key under user\\0."""
+    return key[len(user_prefix):].split(b"\0", 1)[0].decode()
+
+
 def conv_of_msg(bytes mkey):
     """The conversation of a msgs key (an inbox value)."""
     return mkey[:len(mkey) - 9].decode()

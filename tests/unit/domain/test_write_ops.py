@@ -3,7 +3,7 @@ check against what is committed, and what they return."""
 import pytest
 
 from chatsrv.domain import errors
-from chatsrv.domain.accounts import AddToken, RevokeDevice
+from chatsrv.domain.accounts import AddToken, ChangePassword, RevokeDevice
 from chatsrv.domain.groups import ChangeGroup, CreateGroup
 from chatsrv.domain.messages import Ack, MarkRead
 from chatsrv.protocol import message_record
@@ -34,6 +34,15 @@ async def test_a_new_device_starts_at_the_highest_cursor_of_the_others(store):
     assert sorted((await results(store, RevokeDevice("ann", "phone")))[0]) == [b"s1", b"s3"]
     with store.read() as r:
         assert r.token(b"s1") is None and r.token(b"s2").device == "laptop"
+
+
+async def test_a_password_change_may_sign_out_every_other_device(store):
+    await results(store, AddToken("ann", "phone", b"s1", b"m"), AddToken("ann", "laptop", b"s2", b"m"),
+                  AddToken("ann", "tablet", b"s3", b"m"))
+    out = await results(store, ChangePassword("ann", "h2"), ChangePassword("ann", "h3", keep="phone"))
+    assert out == [[], ["laptop", "tablet"]]
+    with store.read() as r:
+        assert r.user("ann").pw == "h3" and r.devices("ann") == ["phone"]
 
 
 async def test_ack_moves_the_delivered_mark_of_direct_conversations_only(store):

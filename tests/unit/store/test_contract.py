@@ -89,6 +89,7 @@ async def test_history_pages_newest_first_returned_ascending(store):
         assert seqs(r.history(conv, 1, 10)) == []
         assert seqs(r.history(conv, None, 100, since=20)) == list(range(20, 26))
         assert r.history("d:nobody:none", None, 10) == []
+        assert seqs([r.message(conv, 7)]) == [7] and r.message(conv, 26) is None and r.message(conv, 0) is None
 
 
 async def test_inbox_after_and_span(store):
@@ -121,11 +122,16 @@ async def test_accounts_tokens_and_cursors(store):
         assert r.user("ann").pw == "h3" and r.user("nobody") is None
         assert (r.token(b"s2").user, r.token(b"s2").device, r.token(b"s2").mac) == ("ann", "phone", b"m2")
         assert r.device_tokens("ann", "phone") == [b"s1", b"s2"]
+        assert r.devices("ann") == ["phone"] and r.devices("nobody") == []
         assert r.cursor("ann", "phone") == 7 and r.cursor("ann", "tablet") is None
         assert sorted(r.cursors("ann")) == [3, 7] and r.cursors("annie") == []
     await run_ops(store, [Op(lambda w: w.delete_token("ann", "phone", b"s1"))])
     with store.read() as r:
         assert r.token(b"s1") is None and r.device_tokens("ann", "phone") == [b"s2"]
+    await run_ops(store, [Op(lambda w: w.delete_token("ann", "phone", b"s2")),
+                          Op(lambda w: w.put_token("ann", "tablet", b"s4", b"m4"))])
+    with store.read() as r:
+        assert r.devices("ann") == ["tablet"]
 
 
 async def test_conversations_and_memberships(store):
