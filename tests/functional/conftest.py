@@ -14,7 +14,7 @@ import pytest
 
 from harness.client import Client, PASSWORD
 from harness.net import http_get  # noqa: F401 - imported by the tests
-from harness.server import ServerProc
+from harness.server import ROOT, ServerProc  # noqa: F401 - ROOT is imported by the tests
 
 # Options for the shared server: high request rates so that pipelined tests are not
 # rate limited, and a high login-failure threshold so that the tests of wrong
