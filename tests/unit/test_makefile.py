@@ -1,6 +1,7 @@
 """`make run` restarts fast: once built, it only starts the server; it installs only what
 running needs; a change to any Cython source (wherever it lives) rebuilds the core and
 reinstalls nothing. Checked with make's dry run (-n), which executes nothing."""
+import os
 import pathlib
 import shutil
 import subprocess
@@ -14,7 +15,10 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 
 
 def dry_run(*args):
-    r = subprocess.run(["make", "-n", *args, "run"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # run by make test: the outer make's flags must not leak in
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEFILES")}
+    r = subprocess.run(["make", "--no-print-directory", "-n", *args, "run"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return [line for line in r.stdout.splitlines() if line.strip()]
 
