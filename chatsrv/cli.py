@@ -89,7 +89,7 @@ def main(argv=None):
     try:
         cfg, sources = settings(args)
     except C.ConfigError as e:
-        print(f"chatsrv: {e}", file=sys.stderr)
+        print(f"chatsrv {args.cmd}: {e}", file=sys.stderr)
         return 2
     if args.cmd == "serve":
         if args.print_config:
@@ -101,11 +101,12 @@ def main(argv=None):
     if args.cmd == "adduser":
         return adduser(cfg.data, args.user)
     if args.cmd == "backup":
+        from .datadir import NoDatabase
         from .store import backup
 
         try:
             backup(cfg.data, args.dest)
-        except OSError as e:
+        except (OSError, NoDatabase) as e:
             print(f"chatsrv backup: {e}", file=sys.stderr)
             return 1
         print(f"copied {cfg.data} to {args.dest}")
@@ -118,8 +119,14 @@ def adduser(data, user):
 
     from . import protocol as P
     from .auth import Passwords
+    from .datadir import NoDatabase, require_database
     from .store import add_user
 
+    try:
+        require_database(data)
+    except NoDatabase as e:
+        print(f"chatsrv adduser: {e}", file=sys.stderr)
+        return 1
     pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     try:
         P.user_name("user", user)

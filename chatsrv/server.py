@@ -8,10 +8,12 @@ import signal
 import sys
 
 import lmdb
+import orjson
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
 from . import _core
+from .datadir import InUse, Lock
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
@@ -56,6 +58,9 @@ class Server:
         loop = asyncio.get_running_loop()
         try:
             os.makedirs(cfg.data, exist_ok=True)
+            # before the database is opened: two servers on one directory would both assign
+            # the same seqs, and one side's acknowledged messages would be overwritten
+            self.lock = Lock(cfg.data).acquire()
             self.store = Store(cfg.data, cfg.map_size, sync=not cfg.unsafe_no_sync)
             secret = load_secret(cfg.data)
         except (OSError, lmdb.Error) as e:
@@ -84,6 +89,7 @@ class Server:
             self.push.stop()
             self.passwords.close()
             self.store.close()
+            self.lock.release()
             raise StartError(f"cannot listen on {cfg.host}:{cfg.port}: {_reason(e)}") from None
         self._keepalive_task = loop.create_task(self._keepalive())
         log.info("chatsrv listening on http://%s:%d (data in %s)", cfg.host, cfg.port, cfg.data)
@@ -124,6 +130,8 @@ class Server:
             return conn
         if path == b"/healthz":
             return _respond(200, b"ok")
+        if path == b"/settings":
+            return _respond(200, orjson.dumps(self.hub.client_settings()), "application/json")
         if path == b"/metrics":
             if self.metrics is None:
                 return None
@@ -164,6 +172,7 @@ class Server:
         self.push.cancel_grace()
         await loop.run_in_executor(None, self.push.stop)
         self.store.close()
+        self.lock.release()
         self.server = None
         log.info("chatsrv stopped")
 
@@ -199,7 +208,7 @@ def serve(cfg):
         logging.getLogger("picows").setLevel(logging.WARNING)
     try:
         uvloop.run(_main(cfg))
-    except StartError as e:
-        print(f"chatsrv: {e}", file=sys.stderr)
+    except (StartError, InUse) as e:
+        print(f"chatsrv serve: {e}", file=sys.stderr)
         return 1
     return 0

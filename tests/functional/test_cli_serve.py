@@ -20,7 +20,7 @@ def one_line_error(r, rc, *words):
     assert r.returncode == rc, (r.returncode, r.stderr)
     assert "Traceback" not in r.stderr, r.stderr
     last = r.stderr.strip().splitlines()[-1]
-    assert last.startswith("chatsrv: ") and all(w in last for w in words), r.stderr
+    assert last.startswith("chatsrv serve: ") and all(w in last for w in words), r.stderr
     return last
 
 
