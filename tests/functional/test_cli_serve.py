@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from conftest import ROOT, ServerProc, http_get
-from netutil import free_port
+from harness.net import free_port
 
 
 def serve(*args, env=None, prefix=()):
