@@ -1,5 +1,5 @@
 """The web client in headless Chromium through the shipped nginx configuration (a TLS-less
-variant generated from deploy/nginx.conf, tests/proxykit.py): the page, its WebSocket
+variant generated from deploy/nginx.conf, tests/harness/proxy.py): the page, its WebSocket
 and a chat between two people all go through the proxy."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 from playwright.sync_api import expect
 
-from netutil import free_port
-from proxykit import Proxy
+from harness.net import free_port
+from harness.proxy import Proxy
 
 from .browserkit import People, Server
 

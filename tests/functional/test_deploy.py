@@ -1,6 +1,6 @@
 """The shipped deployment (deploy/): the systemd units pass `systemd-analyze verify`; the
 nginx and Caddy configurations run for real in front of the server on 127.0.0.1 (a
-TLS-less variant generated from the shipped file, tests/proxykit.py): the web client,
+TLS-less variant generated from the shipped file, tests/harness/proxy.py): the web client,
 /healthz and a WebSocket chat go through, /metrics does not, and the client's address
 reaches the login throttle through X-Forwarded-For with --trusted-proxy."""
 import os
@@ -14,9 +14,9 @@ from picows import WSHandshakeError
 
 from chatsrv import config as C
 from conftest import ROOT, ServerProc, http_get, uname
-from netutil import free_port
-from proxykit import Proxy
-from wsclient import Client, PASSWORD
+from harness.net import free_port
+from harness.proxy import Proxy
+from harness.client import Client, PASSWORD
 
 DEPLOY = ROOT / "deploy"
 CHATSRV_BIN = ROOT / ".venv" / "bin" / "chatsrv"

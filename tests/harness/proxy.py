@@ -1,4 +1,4 @@
-"""Shared by the functional and browser tests: the shipped proxy configurations
+"""The shipped proxy configurations
 (deploy/nginx.conf, deploy/Caddyfile) run for real on 127.0.0.1, in front of a server
 under test. The variants are generated from the shipped files by replacing only what
 ties them to a public host (TLS listeners and certificates, the public name, the
@@ -6,7 +6,6 @@ backend port); each replacement must match, so a change to the shipped file that
 generator does not understand fails the test instead of testing a stale copy."""
 from __future__ import annotations
 
-import http.client
 import os
 import re
 import shutil
@@ -15,7 +14,9 @@ import subprocess
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .net import http_get
+
+ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "deploy" / "nginx.conf"
 CADDYFILE = ROOT / "deploy" / "Caddyfile"
 SHIPPED_BACKEND = "127.0.0.1:8080"
@@ -54,15 +55,11 @@ def _wait_http(port: int, proc: subprocess.Popen, log: Path, timeout: float = 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"proxy exited ({proc.returncode}):\n{log.read_text(errors='replace')}")
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
         try:
-            conn.request("GET", "/healthz")
-            conn.getresponse().read()
+            http_get(port, "/healthz", timeout=0.5)
             return
         except OSError:
             time.sleep(0.05)
-        finally:
-            conn.close()
     raise RuntimeError(f"proxy did not answer on {port}:\n{log.read_text(errors='replace')}")
 
 
