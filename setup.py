@@ -1,13 +1,16 @@
-"""Builds the compiled modules: the core (chatsrv/_core.pyx) and the store's hot path
-(chatsrv/store/message.pyx, chatsrv/store/lmdb/{layout,inbox}.pyx).
-CHATSRV_ANNOTATE=1 writes the Cython HTML annotation."""
+"""Builds chatsrv's compiled modules: every .pyx under chatsrv/ (each with its .pxd
+surface) becomes the extension of the same dotted name. CHATSRV_ANNOTATE=1 writes the
+Cython HTML annotation beside each .pyx."""
 import os
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-MODULES = ["chatsrv._core", "chatsrv.store.message", "chatsrv.store.lmdb.layout", "chatsrv.store.lmdb.inbox"]
-exts = [Extension(m, [m.replace(".", "/") + ".pyx"], extra_compile_args=["-O2"]) for m in MODULES]
+ROOT = Path(__file__).resolve().parent
+exts = [Extension(".".join(p.with_suffix("").relative_to(ROOT).parts), [str(p.relative_to(ROOT))],
+                  extra_compile_args=["-O2"])
+        for p in sorted((ROOT / "chatsrv").rglob("*.pyx"))]
 
 setup(
     ext_modules=cythonize(

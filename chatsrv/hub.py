@@ -8,7 +8,7 @@ import time
 import orjson
 
 from . import _core, convid
-from . import protocol as P
+from . import proto as P
 from .domain import errors
 from .domain.accounts import AddToken, ChangePassword, CreateUser, RevokeDevice, SetPasswordHash
 from .domain.groups import ChangeGroup, CreateGroup
@@ -16,7 +16,7 @@ from .domain.messages import Ack, MarkRead
 from .domain.presence import Presence
 from .domain.pushsubs import DeletePushSub, PutPushSub, SetMute
 from .metrics import Hist
-from .protocol import ProtocolError
+from .proto import ProtocolError
 from .store import AppendMessage, Unavailable, now_ms
 
 log = logging.getLogger("chatsrv.hub")

@@ -17,7 +17,7 @@ from .datadir import InUse, Lock
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
-from .protocol import message_record
+from .proto import message_record
 from .push import Push
 from .store import Writer
 from .store.lmdb import LmdbStore

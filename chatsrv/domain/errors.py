@@ -1,7 +1,7 @@
 """The domain's refusals, and the one map from every refusal or store failure to the
 protocol error a client gets. Nothing else turns a rule's outcome into a wire code."""
-from .. import protocol as P
-from ..protocol import ProtocolError
+from .. import proto as P
+from ..proto import ProtocolError
 from ..store import NotMember, Refusal, Unavailable
 
 

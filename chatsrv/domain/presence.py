@@ -4,7 +4,7 @@ window, with the state that holds at its end, so a quick reconnect is silent.
 Users nobody watches cost a dict lookup per connect and disconnect, nothing more."""
 import dataclasses
 
-from .. import protocol as P
+from .. import proto as P
 from ..store import now_ms
 
 

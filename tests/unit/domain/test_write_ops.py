@@ -6,7 +6,7 @@ from chatsrv.domain import errors
 from chatsrv.domain.accounts import AddToken, ChangePassword, RevokeDevice
 from chatsrv.domain.groups import ChangeGroup, CreateGroup
 from chatsrv.domain.messages import Ack, MarkRead
-from chatsrv.protocol import message_record
+from chatsrv.proto import message_record
 from chatsrv.store import AppendMessage, NotMember, Unavailable
 from chatsrv.store.memory import MemoryStore
 from unit.storekit import run_ops

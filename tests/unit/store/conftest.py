@@ -2,7 +2,7 @@
 adapters, LMDB on a temporary directory and the in-memory one."""
 import pytest
 
-from chatsrv.protocol import message_record
+from chatsrv.proto import message_record
 from chatsrv.store.lmdb import LmdbStore
 from chatsrv.store.memory import MemoryStore
 
