@@ -7,7 +7,8 @@ import time
 
 import orjson
 
-from . import _core, convid
+from . import convid
+from .core import SendDone
 from . import proto as P
 from .domain import errors
 from .domain.accounts import AddToken, ChangePassword, CreateUser, RevokeDevice, SetPasswordHash
@@ -15,7 +16,6 @@ from .domain.groups import ChangeGroup, CreateGroup
 from .domain.messages import Ack, MarkRead
 from .domain.presence import Presence
 from .domain.pushsubs import DeletePushSub, PutPushSub, SetMute
-from .metrics import Hist
 from .proto import ProtocolError
 from .store import AppendMessage, Unavailable, now_ms
 
@@ -40,11 +40,12 @@ class Session:
 
 
 class Hub:
-    def __init__(self, cfg, store, writer, router, passwords, tokens, throttle_user, throttle_addr):
+    def __init__(self, cfg, store, writer, router, bus, sender, passwords, tokens, throttle_user, throttle_addr):
         self.cfg = cfg
         self.store = store
         self.writer = writer
         self.router = router
+        self.sender = sender       # the send fast path, and the way out of every commit
         self.passwords = passwords
         self.tokens = tokens
         self.throttle_user = throttle_user
@@ -54,8 +55,7 @@ class Hub:
         self.trusted_proxies = frozenset(cfg.trusted_proxy)
         self.loop = asyncio.get_event_loop()
         self._hashing = 0
-        self.presence = Presence(router, writer, self.loop, cfg.presence_grace)
-        self.send_latency = Hist()
+        self.presence = Presence(router, bus, writer, self.loop, cfg.presence_grace)
         self._typing = {}     # (user, conv) -> when the last typing event was forwarded
         self.handlers = {
             "signup": self.signup, "login": self.login, "auth": self.auth, "send": self.send,
@@ -278,11 +278,7 @@ class Hub:
     def _authenticated(self, conn, req, user, device, cursor, reply):
         if conn.closing:
             return
-        conn.user = user
-        conn.device = device
-        conn.authed = True
-        conn.replaying = True
-        conn.last_sent = cursor
+        conn.authenticate(user, device, cursor)
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
@@ -300,12 +296,12 @@ class Hub:
             return
         with self.store.read() as r:
             positions, records = r.inbox_after(conn.user, conn.last_sent, REPLAY_CHUNK)
-            _core.replay(conn, positions, records)
+            conn.replay(positions, records)
             if len(positions) == REPLAY_CHUNK:
                 self.loop.call_soon(self._replay, conn)
                 return
             head = r.inbox_head(conn.user)
-        conn.replaying = False
+        conn.synced()
         conn.send(P.event("synced", inbox=head))
 
     def client_settings(self):
@@ -397,12 +393,12 @@ class Hub:
         # the common case (a known conversation) never gets here: the core's Sender takes it
         try:
             self.writer.submit(AppendMessage(user, conv, req.body, req.cid, new_conv),
-                               _core.SendDone(conn, req.rid, self))
+                               SendDone(conn, req.rid, self.sender))
         except RuntimeError:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "server is shutting down")
 
     def _deliver(self, result, exclude, members_after=None):
-        self.router.fanout(result, exclude, members_after)
+        self.sender.committed(result, exclude, members_after)
 
     def ack(self, conn, req):
         user, device = conn.user, conn.device

@@ -69,7 +69,7 @@ class Collector:
         yield counter("writer_commit_seconds", "Time spent in write transactions including fsync",
                       w.commit_seconds)
         yield gauge("writer_queue", "Writer jobs waiting", w.queued())
-        yield self.hub.send_latency.family(
+        yield self.hub.sender.latency.family(
             "chatsrv_send_seconds", "From a send request to its ok (durable commit included)")
         yield w.commit_latency.family("chatsrv_writer_commit_seconds_per_batch",
                                       "Duration of one write transaction including fsync")

@@ -12,11 +12,12 @@ import orjson
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
-from . import _core
+from .bus import LocalBus
+from .core import Conn, Router, Sender
 from .datadir import InUse, Lock
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE, Hist, Metrics
 from .proto import message_record
 from .push import Push
 from .store import Writer
@@ -71,16 +72,17 @@ class Server:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
         self.writer.start()
-        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
+        self.router = Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
+        self.bus = LocalBus(self.router)
+        self.push = Push(cfg, self.store, self.writer, self.router, loop)
+        self.sender = Sender(self.router, self.bus, self.push, self.writer, Hub.write_failed, Hist(),
+                             cfg.max_message_bytes)
         self.passwords = Passwords()
-        self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
+        self.hub = Hub(cfg, self.store, self.writer, self.router, self.bus, self.sender, self.passwords,
                        Tokens(secret),
                        Throttle(cfg.login_failures, cfg.login_window),
                        Throttle(cfg.login_failures * 4, cfg.login_window))
-        self.push = Push(cfg, self.store, self.writer, self.router, loop)
         self.hub.attach_push(self.push)
-        self.router.push = self.push
-        self.router.sender = _core.Sender(self.router, self.hub, self.writer, cfg.max_message_bytes)
         self.push.start()
         self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
         self.origins = cfg.origins()
@@ -126,8 +128,8 @@ class Server:
                 log.info("refused upgrade from origin %r", origin)
                 return _respond(403, b"origin not allowed")
             cfg = self.cfg
-            conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
-                              cfg.rate_close_after)
+            conn = Conn(self.hub, self.router, self.sender, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
+                        cfg.rate_close_after)
             conn.forwarded = request.headers.get("X-Forwarded-For")
             return conn
         if path == b"/healthz":
