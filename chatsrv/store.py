@@ -105,6 +105,15 @@ class Store:
     def read(self):
         return self.env.begin()
 
+    def usage(self):
+        """{"map_size", "map_used" (bytes up to the last page in use), "users"}: a few
+        microseconds, for the metrics at scrape time and `chatsrv stats`."""
+        info = self.env.info()
+        used = (info["last_pgno"] + 1) * self.env.stat()["psize"]
+        with self.env.begin() as txn:
+            users = txn.stat(self.users)["entries"]
+        return {"map_size": info["map_size"], "map_used": used, "users": users}
+
     # --- reads (txn from read())
 
     def user(self, txn, user):
