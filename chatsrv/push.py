@@ -240,8 +240,8 @@ class Push:
         self.enabled = False
         if not cfg.vapid_subject:
             # a server without push is a valid choice: said once, at start, as information
-            log.info("push notifications off: no vapid_subject (a mailto: or https: URL identifying you to "
-                     "push services); devices' subscriptions are kept for when it is set")
+            log.info("push notifications off: no --vapid-subject (vapid_subject, a mailto: or https: URL "
+                     "identifying you to push services); devices' subscriptions are kept for when it is set")
         elif not subject_ok(cfg.vapid_subject) or not self._sign_test():
             log.warning("push notifications are OFF: --vapid-subject %r is not a mailto: address or an "
                         "https: URL", cfg.vapid_subject)
