@@ -202,6 +202,7 @@ cdef class Conn(WSListener):
             return
         if not self._take_token():
             self._limited += 1
+            self.router.n_rate_limited += 1
             if self._limited >= self._close_after:
                 self.close(WSCloseCode.POLICY_VIOLATION, "request rate limit exceeded")
             else:

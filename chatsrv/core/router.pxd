@@ -16,6 +16,8 @@ cdef class Router:
     cdef public unsigned long long n_opened
     cdef public unsigned long long n_authed
     cdef public unsigned long long n_requests
+    cdef public unsigned long long n_rate_limited  # requests refused by a connection's token bucket
+    cdef public unsigned long long n_send_ok       # sends answered ok (the hub counts every other reply)
     cdef public unsigned long long n_messages
     cdef public unsigned long long n_delivered
     cdef public unsigned long long n_events

@@ -64,3 +64,4 @@ cdef class SendDone:
         self.sender.latency.observe(clock.now() - self.t0)
         self.sender.committed(result, self.conn, None)
         self.conn.send(send_ok(self.rid, result.conv, result.seq, result.ts, result.inbox))
+        self.conn.router.n_send_ok += 1

@@ -95,6 +95,7 @@ def test_the_request_rate_refuses_then_closes(loop):
     assert close_code(w.out()) is None
     w.feed(text_frame('{"id":4}'))                          # the third refused in a row
     assert close_code(w.out()) == 1008
+    assert w.router.n_rate_limited == 3
 
 
 def test_the_rate_refills_over_time(loop):
