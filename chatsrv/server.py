@@ -78,8 +78,7 @@ class Server:
         self.router = Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
         self.bus = LocalBus(self.router)
         self.push = Push(cfg, self.store, self.writer, self.router, loop)
-        self.sender = Sender(self.router, self.bus, self.push, self.writer, Hub.write_failed, Hist(),
-                             cfg.max_message_bytes)
+        self.sender = Sender(self.router, self.bus, self.push, self.writer, Hist(), cfg.max_message_bytes)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.bus, self.sender, self.passwords,
                        Tokens(secret),

@@ -7,7 +7,6 @@ cdef class Sender:
     cdef Bus bus
     cdef object notifier                # push: on_message(members, record), or None
     cdef object writer
-    cdef object failed                  # failed(conn, rid, error): the err reply of a failed write
     cdef readonly object latency        # send -> commit -> ok, a metrics histogram
     cdef Py_ssize_t max_body
 

@@ -10,12 +10,11 @@ cdef class Sender:
     path, which gives the exact answer. `committed` is the one way out of a commit, for
     the hub's messages too: the bus, then push."""
 
-    def __init__(self, Router router, Bus bus, notifier, writer, failed, latency, Py_ssize_t max_body):
+    def __init__(self, Router router, Bus bus, notifier, writer, latency, Py_ssize_t max_body):
         self.router = router
         self.bus = bus
         self.notifier = notifier
         self.writer = writer
-        self.failed = failed
         self.latency = latency
         self.max_body = max_body
 
@@ -49,7 +48,8 @@ cdef class Sender:
 @cython.final
 @cython.freelist(64)
 cdef class SendDone:
-    """The end of a send, on the loop after its commit: fan-out, then the sender's ok."""
+    """The end of a send, on the loop after its commit: fan-out, then the sender's ok (a
+    failed write is answered by the connection's hub, which answers every other request)."""
 
     def __init__(self, Conn conn, rid, Sender sender):
         self.conn = conn
@@ -59,7 +59,7 @@ cdef class SendDone:
 
     def __call__(self, Appended result, error):
         if error is not None:
-            self.sender.failed(self.conn, self.rid, error)
+            self.conn.hub.write_failed(self.conn, self.rid, error)
             return
         self.sender.latency.observe(clock.now() - self.t0)
         self.sender.committed(result, self.conn, None)

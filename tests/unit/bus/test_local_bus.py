@@ -31,7 +31,7 @@ class Notifier:
 
 
 def sender(loop, bus, notifier=None):
-    return Sender(Router(1 << 20, loop), bus, notifier, None, None, None, 1000)
+    return Sender(Router(1 << 20, loop), bus, notifier, None, None, 1000)
 
 
 def test_a_commit_leaves_as_one_delivery_and_one_notification(loop):
