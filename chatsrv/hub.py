@@ -209,12 +209,17 @@ class Hub:
         with self.store.read() as txn:
             if self.store.user(txn, req.user) is not None:
                 raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
-        if self._hashing >= self.cfg.max_pending_hashes:
-            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
+        self._admit_hash(req)
         self._task(conn, req, self._signup(conn, req))
 
-    async def _signup(self, conn, req):
+    def _admit_hash(self, req):
+        """Reserves a place among the pending hashes now, in the same step as the check, so that
+        simultaneous requests cannot all pass it; the coroutine that hashes frees it."""
+        if self._hashing >= self.cfg.max_pending_hashes:
+            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
         self._hashing += 1
+
+    async def _signup(self, conn, req):
         try:
             h = await self.passwords.hash(req.password)
         finally:
@@ -233,23 +238,23 @@ class Hub:
             raise ProtocolError(req.rid, P.BAD_REQUEST, "this connection is already authenticated")
         if self.throttle_user.blocked(req.user) or self.throttle_addr.blocked(conn.addr):
             raise ProtocolError(req.rid, P.RATE_LIMITED, "too many failed logins; try again later")
-        if self._hashing >= self.cfg.max_pending_hashes:
-            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
-        self._task(conn, req, self._login(conn, req), exclusive=True)
+        self._admit_hash(req)
+        # counted as failures until the hash says otherwise (see Throttle)
+        stamps = self.throttle_user.attempt(req.user), self.throttle_addr.attempt(conn.addr)
+        self._task(conn, req, self._login(conn, req, stamps), exclusive=True)
 
-    async def _login(self, conn, req):
-        with self.store.read() as txn:
-            rec = self.store.user(txn, req.user)
-        self._hashing += 1
+    async def _login(self, conn, req, stamps):
         try:
+            with self.store.read() as txn:
+                rec = self.store.user(txn, req.user)
             good, rehash = await self.passwords.verify(rec["pw"] if rec else None, req.password)
         finally:
             self._hashing -= 1
         if not good:
-            self.throttle_user.fail(req.user)
-            self.throttle_addr.fail(conn.addr)
             log.info("login failed user=%s addr=%s", req.user, conn.addr)
             raise ProtocolError(req.rid, P.UNAUTHORIZED, "wrong user name or password")
+        self.throttle_user.forgive(req.user, stamps[0])
+        self.throttle_addr.forgive(conn.addr, stamps[1])
         if conn.closing:
             return
         token, selector, mac = self.tokens.new()
