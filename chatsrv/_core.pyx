@@ -151,22 +151,37 @@ cdef class Conn(WSListener):
 
     cpdef resume_writing(self):
         self.paused = False
+        self._flush(False)
         cb = self.resume_cb
         if cb is not None:
             self.resume_cb = None
             cb()
 
-    cpdef close(self, int code, str reason):
+    cpdef close(self, int code, str reason, bint drop_output=False):
         """Sends CLOSE with code; the socket is closed when the peer answers it or after
         the router's close timeout. Closing at once would reset a connection whose peer
-        is still sending, and the reset makes its kernel discard the CLOSE unread."""
+        is still sending, and the reset makes its kernel discard the CLOSE unread.
+        drop_output: the frames not yet handed to the transport are discarded, so that
+        the CLOSE of a slow consumer is not queued behind megabytes it will never read."""
         if self.closing:
             return
-        self._flush()
+        if drop_output and self._out is not None:
+            PyByteArray_Resize(self._out, 0)
+        self._flush(True)
         self.closing = True
         if self.transport is not None:
             self.transport.send_close(<WSCloseCode>code, reason.encode())
-            self.router.loop.call_later(self.router.close_timeout, self.drop)
+            self.router.loop.call_later(self.router.close_timeout, self._close_timed_out)
+
+    cpdef _close_timed_out(self):
+        """The peer did not answer our CLOSE in time. The socket is closed after what the
+        transport still holds (about its high mark and the CLOSE) has reached the
+        kernel, so a peer that reads again later still learns why; a peer that reads
+        nothing for the router's drain timeout is reset."""
+        if self.transport is None or self.transport.is_disconnected:
+            return
+        self.transport.disconnect(True)
+        self.router.loop.call_later(self.router.drain_timeout, self.drop)
 
     cpdef drop(self):
         """Closes the socket now."""
@@ -205,12 +220,15 @@ cdef class Conn(WSListener):
             self.router.queue_flush(self)
         return 0
 
-    cdef int _flush(self) except -1:
+    cdef int _flush(self, bint force) except -1:
+        """Hands the queued frames to the socket or the transport. While the transport is
+        over its high mark they stay here (unless force), whole frames that a slow close
+        can drop; the transport's own buffer, which nobody can trim, stays small."""
         cdef Py_ssize_t size, sent
         cdef char* data
         cdef WSTransport t = self.transport
         self._queued = False
-        if self._out is None:
+        if self._out is None or (self.paused and not force):
             return 0
         size = PyByteArray_GET_SIZE(self._out)
         if size == 0:
@@ -289,7 +307,7 @@ cdef class Conn(WSListener):
 
     cdef _answer_close(self, WSFrame frame):
         cdef int code = 1000
-        self._flush()
+        self._flush(True)
         if frame.payload_size == 1:
             code = 1002
         elif frame.payload_size >= 2:
@@ -349,6 +367,7 @@ cdef class Router:
     cdef public dict watchers    # user -> list of connections watching their presence
     cdef public object loop
     cdef public double close_timeout   # seconds a closing connection waits for the peer's CLOSE
+    cdef public double drain_timeout   # then seconds its last output may wait for a peer that stopped reading
     cdef public object push            # the push sender, when push notifications are on
     cdef public Sender sender          # the send fast path, once the server has wired it
     cdef list _dirty                   # connections with frames to write at the end of this iteration
@@ -365,9 +384,10 @@ cdef class Router:
     cdef public unsigned long long n_slow_closed
     cdef public unsigned long long n_ping_dropped
 
-    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0):
+    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0, double drain_timeout=30.0):
         self.loop = loop
         self.close_timeout = close_timeout
+        self.drain_timeout = drain_timeout
         self._dirty = []
         self.users = {}
         self.members = {}
@@ -389,7 +409,7 @@ cdef class Router:
         self._dirty = []
         self._flush_scheduled = False
         for c in dirty:
-            c._flush()
+            c._flush(False)
 
     cdef Py_ssize_t _send_all(self, list conns, bytes data, Conn exclude):
         cdef Py_ssize_t sent = 0
@@ -496,7 +516,7 @@ cdef class Router:
             return False
         if c.paused and c.backlog() > self.write_limit:
             self.n_slow_closed += 1
-            c.close(WSCloseCode.TRY_AGAIN_LATER, "too slow: output backlog over the limit")
+            c.close(WSCloseCode.TRY_AGAIN_LATER, "too slow: output backlog over the limit", True)
             return False
         return True
 

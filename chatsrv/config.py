@@ -26,6 +26,8 @@ OPTIONS = [
     ("burst", float, 200.0, "token bucket size per connection"),
     ("rate_close_after", int, 100, "consecutive rate_limited replies before closing with 1008"),
     ("close_timeout", float, 2.0, "seconds to wait for the peer's CLOSE after the server sends one"),
+    ("drain_timeout", float, 30.0, "then seconds a closed connection's last output (about 256 KiB and "
+                                   "the CLOSE) may wait for a peer that stopped reading, before a reset"),
     ("auth_timeout", float, 10.0, "seconds a connection may stay unauthenticated"),
     ("login_failures", int, 5, "failed logins per user name in the window before rate_limited "
                                "(per address: 4 times this)"),

@@ -46,7 +46,7 @@ class Server:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
         self.writer.start()
-        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
+        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
                        Tokens(load_secret(cfg.data)),
