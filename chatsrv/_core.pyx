@@ -114,6 +114,7 @@ cdef class Conn(WSListener):
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
     cdef bint _queued        # in the router's list of connections to flush
     cdef bint _in_frag
+    cdef double _frag_since   # when the unfinished fragmented message began
     cdef Py_ssize_t _max_frame
     cdef double _tokens
     cdef double _refilled
@@ -143,6 +144,7 @@ cdef class Conn(WSListener):
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closing = True
+        self._drop_frag()
         self.router.closed(self)
         self.hub.on_close(self)
 
@@ -169,6 +171,7 @@ cdef class Conn(WSListener):
             PyByteArray_Resize(self._out, 0)
         self._flush(True)
         self.closing = True
+        self._drop_frag()
         if self.transport is not None:
             self.transport.send_close(<WSCloseCode>code, reason.encode())
             self.router.loop.call_later(self.router.close_timeout, self._close_timed_out)
@@ -258,6 +261,7 @@ cdef class Conn(WSListener):
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType t = frame.msg_type
         cdef Py_ssize_t n
+        cdef bytearray frag
         if self.closing:
             # after our CLOSE, frames are dropped until the peer's CLOSE ends it
             if t == WSMsgType.CLOSE:
@@ -278,12 +282,14 @@ cdef class Conn(WSListener):
                 if n + frame.payload_size > self._max_frame:
                     self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                     return
+                if not self._hold_frag(frame.payload_size):
+                    return
                 PyByteArray_Resize(self._frag, n + frame.payload_size)
                 memcpy(PyByteArray_AS_STRING(self._frag) + n, frame.payload_ptr, frame.payload_size)
                 if frame.fin:
-                    self._in_frag = False
-                    self._message(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
-                    self._frag = None
+                    frag = self._frag     # kept alive: a close inside _message drops self._frag
+                    self._message(PyByteArray_AS_STRING(frag), PyByteArray_GET_SIZE(frag))
+                    self._drop_frag()
                 return
             if self._in_frag:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
@@ -295,7 +301,10 @@ cdef class Conn(WSListener):
                 self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
             if not frame.fin:
+                if not self._hold_frag(frame.payload_size):
+                    return
                 self._in_frag = True
+                self._frag_since = _now()
                 if self._frag is None:
                     self._frag = bytearray()
                 PyByteArray_Resize(self._frag, frame.payload_size)
@@ -305,9 +314,28 @@ cdef class Conn(WSListener):
         elif t == WSMsgType.CLOSE:
             self._answer_close(frame)
 
+    cdef bint _hold_frag(self, Py_ssize_t n):
+        """Counts n more bytes of an unfinished message against the server-wide cap;
+        False (and the connection closed) when they would pass it."""
+        cdef Router r = self.router
+        if r.frag_bytes + n > r.max_frag_bytes:
+            r.n_frag_refused += 1
+            self.close(WSCloseCode.TRY_AGAIN_LATER, "server holds too many unfinished messages")
+            return False
+        r.frag_bytes += n
+        return True
+
+    cdef _drop_frag(self):
+        """The unfinished message is done with (finished, or its connection closed)."""
+        if self._frag is not None:
+            self.router.frag_bytes -= PyByteArray_GET_SIZE(self._frag)
+            self._frag = None
+        self._in_frag = False
+
     cdef _answer_close(self, WSFrame frame):
         cdef int code = 1000
         self._flush(True)
+        self._drop_frag()
         if frame.payload_size == 1:
             code = 1002
         elif frame.payload_size >= 2:
@@ -383,8 +411,14 @@ cdef class Router:
     cdef public unsigned long long n_events
     cdef public unsigned long long n_slow_closed
     cdef public unsigned long long n_ping_dropped
+    cdef public unsigned long long n_frag_refused     # connections closed: unfinished messages over the cap
+    cdef public unsigned long long n_frag_expired     # connections closed: a message not finished in time
+    cdef public Py_ssize_t frag_bytes                 # bytes of unfinished messages held, all connections
+    cdef public Py_ssize_t max_frag_bytes
 
-    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0, double drain_timeout=30.0):
+    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0, double drain_timeout=30.0,
+                 Py_ssize_t max_frag_bytes=64 << 20):
+        self.max_frag_bytes = max_frag_bytes
         self.loop = loop
         self.close_timeout = close_timeout
         self.drain_timeout = drain_timeout
@@ -422,14 +456,20 @@ cdef class Router:
         self.n_events += sent
         return sent
 
-    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout):
+    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout, double frag_timeout):
         """One sweep over all connections: ping those silent for `interval`, drop those
-        whose ping went unanswered for `timeout`. Returns how many were dropped."""
+        whose ping went unanswered for `timeout`, close those that have not finished a
+        fragmented message in `frag_timeout` (pongs alone must not let a client hold
+        one forever). Returns how many were dropped."""
         cdef double now = _now()
         cdef Py_ssize_t dropped = 0
         cdef Conn c
         for c in list(conns):
             if c.closing or c.transport is None:
+                continue
+            if c._in_frag and now - c._frag_since >= frag_timeout:
+                self.n_frag_expired += 1
+                c.close(WSCloseCode.POLICY_VIOLATION, "fragmented message not finished in time")
                 continue
             if c.ping_sent != 0:
                 if now - c.ping_sent >= timeout:

@@ -22,6 +22,9 @@ OPTIONS = [
     ("ping_timeout", float, 20.0, "seconds to wait for the pong before dropping the connection"),
     ("max_message_bytes", int, 16384, "largest message body in UTF-8 bytes (else too_large)"),
     ("max_frame_bytes", int, 65536, "largest frame or reassembled message (else close 1009)"),
+    ("fragment_timeout", float, 30.0, "seconds a client may take to finish a fragmented message (else close 1008)"),
+    ("max_unfinished_bytes", int, 64 * MiB, "bytes of unfinished fragmented messages held across all "
+                                            "connections at most (a fragment beyond: close 1013)"),
     ("rate", float, 100.0, "requests per second per connection (token bucket refill)"),
     ("burst", float, 200.0, "token bucket size per connection"),
     ("rate_close_after", int, 100, "consecutive rate_limited replies before closing with 1008"),

@@ -46,7 +46,8 @@ class Server:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
         self.writer.start()
-        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout)
+        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
+                                   cfg.max_unfinished_bytes)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
                        Tokens(load_secret(cfg.data)),
@@ -75,11 +76,11 @@ class Server:
 
     async def _keepalive(self):
         cfg = self.cfg
-        # a sweep every quarter of the shorter period keeps detection within interval + timeout + 25%
-        tick = min(max(min(cfg.ping_interval, cfg.ping_timeout) / 4, 0.05), 1.0)
+        # a sweep every quarter of the shortest period keeps detection within interval + timeout + 25%
+        tick = min(max(min(cfg.ping_interval, cfg.ping_timeout, cfg.fragment_timeout) / 4, 0.05), 1.0)
         while True:
             await asyncio.sleep(tick)
-            self.router.keepalive(self.hub.conns, cfg.ping_interval, cfg.ping_timeout)
+            self.router.keepalive(self.hub.conns, cfg.ping_interval, cfg.ping_timeout, cfg.fragment_timeout)
 
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
