@@ -31,7 +31,7 @@ if os.environ.get("CHATSRV_DROP_GIL", "1") == "1":
     lmdb.enable_drop_gil()
 import orjson
 
-from . import _core
+from . import _core, datadir
 from . import protocol as P
 from .metrics import Hist
 from .protocol import message_record
@@ -136,6 +136,10 @@ class Store:
         last = last_under(txn, self.msgs, conv.encode() + NUL)
         return (_core.tail_u64(last[0]), last[1]) if last else (0, None)
 
+    def message(self, txn, conv, seq):
+        """The record of conv's message seq, or None."""
+        return txn.get(_core.key_u64(conv.encode() + NUL, seq), db=self.msgs)
+
     def cursor(self, txn, user, device):
         v = txn.get(user.encode() + NUL + device.encode(), db=self.cursors)
         return _core.tail_u64(v) if v is not None else None
@@ -197,7 +201,9 @@ def put_user(txn, users_db, user, pw_hash):
 
 def add_user(data_dir, user, pw_hash):
     """Creates an account from outside the server (which may be running: LMDB serialises
-    writers across processes). False if the name is taken."""
+    writers across processes, and the server caches nothing about accounts). False if
+    the name is taken; NoDatabase where there is no database (an empty one is not made)."""
+    datadir.require_database(data_dir)
     store = Store(data_dir, 0)     # 0: the map size the environment already has
     try:
         with store.env.begin(write=True) as txn:
@@ -210,9 +216,8 @@ def backup(data_dir, dest):
     """Copies a data directory, live or not, to dest: a consistent, compacted LMDB snapshot
     (LMDB lets another process read while the server writes) and the files beside it, the
     keys (the token key keeps tokens valid; push subscriptions are bound to the VAPID key)."""
-    src = os.path.join(data_dir, "db")
-    if not os.path.exists(os.path.join(src, "data.mdb")):
-        raise FileNotFoundError(f"no chatsrv database in {data_dir}")
+    src = os.path.join(data_dir, datadir.DB_DIR)
+    datadir.require_database(data_dir)
     os.makedirs(os.path.join(dest, "db"), exist_ok=False)
     env = lmdb.open(src, readonly=True, max_dbs=len(DBS), subdir=True, lock=True)
     try:
@@ -220,6 +225,8 @@ def backup(data_dir, dest):
     finally:
         env.close()
     for name in sorted(os.listdir(data_dir)):
+        if name == datadir.LOCK_NAME:
+            continue     # the running server's, not data: the copy must be free to serve
         path = os.path.join(data_dir, name)
         if os.path.isfile(path) and not os.path.islink(path):
             with open(path, "rb") as f:
@@ -396,6 +403,15 @@ class Writer:
             txn.delete(prefix + sel, db=s.devtokens)
         return selectors
 
+    def revoke_other_devices(self, txn, user, keep):
+        """Revokes the tokens of every device of user but `keep`; returns those devices."""
+        prefix = user.encode() + NUL
+        devices = {k[len(prefix):].split(NUL, 1)[0].decode() for k, _ in prefix_scan(txn, self.store.devtokens, prefix)}
+        devices.discard(keep)
+        for d in devices:
+            self.revoke_device(txn, user, d)
+        return sorted(devices)
+
     def ack(self, txn, user, device, upto):
         """Moves the device's cursor to upto if that is forward. Returns (cursor, delivered):
         delivered lists (conv, seq) of direct conversations whose acked position moved."""
@@ -520,11 +536,12 @@ class Writer:
             rec["name"] = name
             users = []
             after = recipients = members
-        out = self.send(txn, actor, conv, None, None, members=recipients,
-                        sys={"action": action, "users": users, "name": rec["name"]})
-        seq = out[2]
+        sys = {"action": action, "users": users, "name": rec["name"]}
         if action in ("remove", "leave") and rec["owner"] not in after:
             rec["owner"] = after[0] if after else None    # the longest-standing member
+            sys["owner"] = rec["owner"]
+        out = self.send(txn, actor, conv, None, None, members=recipients, sys=sys)
+        seq = out[2]
         rec["members"] = after
         txn.put(conv_b, orjson.dumps(rec), db=s.convs)
         self.members[conv_b] = after
