@@ -90,14 +90,19 @@ class Server:
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
         if path == b"/ws":
-            origin = request.headers.get("Origin")
-            if origin is not None and origin not in self.origins:
-                log.info("refused upgrade from origin %r", origin)
+            origins = request.headers.getall("Origin", [])
+            if len(origins) > 1:
+                # a check of only the first would let any second one through
+                log.info("refused upgrade with %d Origin headers", len(origins))
+                return _respond(403, b"more than one Origin header")
+            if origins and origins[0] not in self.origins:
+                log.info("refused upgrade from origin %r", origins[0])
                 return _respond(403, b"origin not allowed")
             cfg = self.cfg
             conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                               cfg.rate_close_after)
-            conn.forwarded = request.headers.get("X-Forwarded-For")
+            # a proxy may add its own header line after the client's (HAProxy does): all lines count
+            conn.forwarded = ", ".join(request.headers.getall("X-Forwarded-For", [])) or None
             return conn
         if path == b"/healthz":
             return _respond(200, b"ok")

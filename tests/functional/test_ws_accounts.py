@@ -358,6 +358,23 @@ async def test_login_throttle_per_client_address_behind_a_trusted_proxy(make_ser
     assert "token" in await other.ok("login", user=victims[4], password=PASSWORD, device="d")
 
 
+async def test_x_forwarded_for_header_added_by_the_proxy_on_its_own_line_counts(make_server, connect):
+    """HAProxy adds its X-Forwarded-For as a new header line after the client's own: the
+    address the proxy saw is the last one of all lines, not of the first."""
+    srv = make_server("--login-failures", "1", "--login-window", "60", "--trusted-proxy", "127.0.0.1")
+    c = await connect(srv)
+    victims = [uname("xfl") for _ in range(5)]
+    for u in victims:
+        await c.signup(u)
+    for i, u in enumerate(victims[:4]):
+        # the attacker forges a fresh first line each time; the proxy's line says who it is
+        cl = await connect(srv, headers=[("X-Forwarded-For", f"192.0.2.{i}"),
+                                         ("X-Forwarded-For", "203.0.113.7")])
+        assert await cl.err("login", user=u, password="wrong password", device="d") == "unauthorized"
+    cl = await connect(srv, headers=[("X-Forwarded-For", "192.0.2.99"), ("X-Forwarded-For", "203.0.113.7")])
+    assert await cl.err("login", user=victims[4], password=PASSWORD, device="d") == "rate_limited"
+
+
 async def test_x_forwarded_for_is_ignored_from_an_untrusted_peer(make_server, connect):
     srv = make_server("--login-failures", "1", "--login-window", "60")
     c = await connect(srv)

@@ -51,6 +51,17 @@ async def test_allowed_origin_option(make_server, connect):
     assert int(ei.value.response.status) == 403
 
 
+async def test_upgrade_with_two_origin_headers_refused_403(server, connect):
+    """Only one Origin may be named: a second one (allowed or not) is not left unchecked."""
+    own = f"http://127.0.0.1:{server.port}"
+    for pair in ((own, "http://evil.example"), ("http://evil.example", own), (own, own)):
+        with pytest.raises(WSHandshakeError) as ei:
+            await Client.connect(server.url, headers=[("Origin", pair[0]), ("Origin", pair[1])])
+        assert int(ei.value.response.status) == 403, pair
+    c = await connect(server, headers=[("Origin", own)])
+    await c.signup(uname("org1"))
+
+
 # ----------------------------------------------------------------------------- rate limit
 async def test_rate_limited(make_server, connect):
     srv = make_server("--rate", "5", "--burst", "10")
