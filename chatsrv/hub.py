@@ -332,22 +332,21 @@ class Hub:
     def password_change(self, conn, req):
         if self.throttle_user.blocked(conn.user):
             raise ProtocolError(req.rid, P.RATE_LIMITED, "too many wrong passwords; try again later")
-        if self._hashing >= self.cfg.max_pending_hashes:
-            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
-        self._task(conn, req, self._password_change(conn, req))
+        self._admit_hash(req)
+        stamp = self.throttle_user.attempt(conn.user)    # a failure until the hash says otherwise
+        self._task(conn, req, self._password_change(conn, req, stamp))
 
-    async def _password_change(self, conn, req):
+    async def _password_change(self, conn, req, stamp):
         user, device = conn.user, conn.device
-        with self.store.read() as txn:
-            rec = self.store.user(txn, user)
-        self._hashing += 1
         try:
+            with self.store.read() as txn:
+                rec = self.store.user(txn, user)
             good, _ = await self.passwords.verify(rec["pw"] if rec else None, req.old)
             if not good:
-                self.throttle_user.fail(user)
                 log.info("password change refused user=%s addr=%s", user, conn.addr)
                 # not `unauthorized`: that tells a client its token is gone
                 raise ProtocolError(req.rid, P.FORBIDDEN, "the current password is wrong")
+            self.throttle_user.forgive(user, stamp)
             h = await self.passwords.hash(req.new)
         finally:
             self._hashing -= 1

@@ -273,7 +273,7 @@ async def _processed(c, tag: bytes):
 
 async def test_unfinished_fragmented_message_closed_after_the_fragment_timeout(make_server, connect, login):
     """A client that answers pings and keeps sending fragments cannot hold a message open."""
-    srv = make_server("--fragment-timeout", "0.6", "--ping-interval", "0.2")
+    srv = make_server("--fragment-timeout", "0.6", "--ping-interval", "0.1")
     a = await connect(srv, auto_pong=False)
     a.manual_pong = True
     name = uname("frag")
@@ -284,7 +284,7 @@ async def test_unfinished_fragmented_message_closed_after_the_fragment_timeout(m
     a.send_frame(WSMsgType.TEXT, _START + b"x" * 1000, fin=False)
     while not a.disconnected and time.monotonic() - t0 < 4:
         a.send_frame(WSMsgType.CONTINUATION, b"y" * 100, fin=False)
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.25)          # silent long enough to be pinged in between
     assert await a.closed(1) == 1008, a.close_reason
     assert 0.6 <= time.monotonic() - t0 <= 3.0
     assert a.pings >= 1                    # it was pinged and answered all along
