@@ -532,6 +532,8 @@ class Hub:
         def done(result):
             if result is not None:
                 self._deliver(result[0], None, members_after=result[1])
+                if action in ("remove", "leave"):
+                    self._end_unshared_watches(users[0] if action == "remove" else user, result[1])
             conn.send(P.ok(req.rid, {}))
 
         def change(txn):
@@ -575,6 +577,27 @@ class Hub:
             conn.extra = Session()
         conn.extra.watching.update(req.users)
         conn.send(P.ok(req.rid, {"presence": states}))
+
+    def _end_unshared_watches(self, gone, members):
+        """`gone` has left a group whose members are now `members`: a watch between gone and
+        one of them ends now, both ways, unless the two still share another conversation.
+        Only existing watches are looked at, never the whole group."""
+        others = set(members)
+        pairs = [(c, gone) for c in self.router.watchers.get(gone, ()) if c.user in others]
+        for c in self.router.conns_of(gone):
+            if c.extra is not None:
+                pairs += [(c, u) for u in c.extra.watching & others]
+        if not pairs:
+            return
+        shared = {}
+        with self.store.read() as txn:
+            for c, u in pairs:
+                key = (c.user, u)
+                if key not in shared:
+                    shared[key] = self.store.shares_conv(txn, c.user, u)
+                if not shared[key]:
+                    c.extra.watching.discard(u)
+                    self.presence.unwatch(c, [u])
 
     def unwatch(self, conn, req):
         watching = conn.extra.watching if conn.extra is not None else set()
