@@ -164,7 +164,8 @@ OPTIONS += [
 
 # values a setting may take, beyond its type
 CHOICES = {"log_level": ("debug", "info", "warning", "error")}
-RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20)}
+RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20),
+          "map_size": (MiB, math.inf)}     # below about 1 MiB LMDB cannot even make its tables
 
 BY_NAME = {o[0]: o for o in OPTIONS}
 
@@ -225,8 +226,12 @@ def parse(name, raw):
     if isinstance(value, (int, float)):
         lo, hi = RANGES.get(name, (0, math.inf))
         if not lo <= value <= hi:
-            raise ValueError(f"{raw!r} is out of range ({lo} to {hi})" if hi != math.inf
-                             else f"cannot be negative, got {raw!r}")
+            if hi != math.inf:
+                raise ValueError(f"{raw!r} is out of range ({lo} to {hi})")
+            if lo > 0:
+                shown = typ.show(lo) if isinstance(typ, Unit) else lo
+                raise ValueError(f"must be at least {shown}, got {raw!r}")
+            raise ValueError(f"cannot be negative, got {raw!r}")
     return value
 
 

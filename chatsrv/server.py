@@ -13,7 +13,7 @@ import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
 from . import _core
-from .datadir import InUse, Lock
+from .datadir import InUse, Lock, make_private
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
@@ -57,7 +57,7 @@ class Server:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         try:
-            os.makedirs(cfg.data, exist_ok=True)
+            make_private(cfg.data)
             # before the database is opened: two servers on one directory would both assign
             # the same seqs, and one side's acknowledged messages would be overwritten
             self.lock = Lock(cfg.data).acquire()

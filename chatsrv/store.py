@@ -91,10 +91,10 @@ class Store:
     """The LMDB environment and every read the hub makes."""
 
     def __init__(self, path, map_size, sync=True):
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(os.path.join(path, "db"), mode=0o700, exist_ok=True)
         self.path = path
         self.env = lmdb.open(
-            os.path.join(path, "db"), map_size=map_size, max_dbs=len(DBS), subdir=True,
+            os.path.join(path, "db"), map_size=map_size, max_dbs=len(DBS), subdir=True, mode=0o600,
             sync=sync, metasync=sync, readahead=False, max_readers=1024, lock=True)
         for name in DBS:
             setattr(self, name, self.env.open_db(name.encode()))
@@ -218,7 +218,7 @@ def backup(data_dir, dest):
     keys (the token key keeps tokens valid; push subscriptions are bound to the VAPID key)."""
     src = os.path.join(data_dir, datadir.DB_DIR)
     datadir.require_database(data_dir)
-    os.makedirs(os.path.join(dest, "db"), exist_ok=False)
+    os.makedirs(os.path.join(dest, "db"), mode=0o700, exist_ok=False)
     env = lmdb.open(src, readonly=True, max_dbs=len(DBS), subdir=True, lock=True)
     try:
         env.copy(os.path.join(dest, "db"), compact=True)
@@ -234,6 +234,7 @@ def backup(data_dir, dest):
             fd = os.open(os.path.join(dest, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+    datadir.make_private(dest)     # the copy holds the same secrets
 
 
 class Job:
