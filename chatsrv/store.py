@@ -268,6 +268,7 @@ class Writer:
         self.n_commits = 0
         self.n_jobs = 0
         self.n_failed = 0
+        self._full_logged = 0.0      # when "storage is full" was last logged
         self.commit_seconds = 0.0
         self.commit_latency = Hist()
         self.ms = _core.MessageStore(self, store, message_record,
@@ -339,13 +340,23 @@ class Writer:
                     job.error = e
                     self.n_failed += 1
                     self._forget()
-                    if not isinstance(e, lmdb.MapFullError):
+                    if isinstance(e, (lmdb.MapFullError, lmdb.DiskError)):
+                        self._storage_full(e)
+                    else:
                         log.exception("write failed")
         self.n_commits += 1
         self.n_jobs += len(batch)
         took = time.perf_counter() - t0
         self.commit_seconds += took
         self.commit_latency.observe(took)
+
+    def _storage_full(self, e):
+        """One line every 10 s at most: a full disk fails every write, and a traceback for
+        each would fill what is left of it with the log."""
+        now = time.monotonic()
+        if now - self._full_logged >= 10.0:
+            self._full_logged = now
+            log.error("writes fail, answered unavailable (nothing acknowledged is lost): %s", e)
 
     def _forget(self):
         self.heads.clear()
