@@ -40,6 +40,7 @@ cdef class Conn(WSListener):
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
     cdef bint _queued        # in the router's list of connections to flush
     cdef bint _in_frag
+    cdef double _frag_since  # when the unfinished fragmented message began
     cdef Py_ssize_t _max_frame
     cdef Bucket _bucket
     cdef int _limited        # requests refused in a row for the rate
@@ -47,13 +48,16 @@ cdef class Conn(WSListener):
 
     cpdef authenticate(self, str user, str device, uint64_t cursor)
     cpdef synced(self)
-    cpdef close(self, int code, str reason)
+    cpdef close(self, int code, str reason, bint drop_output=*)
+    cpdef _close_timed_out(self)
     cpdef drop(self)
     cpdef send(self, bytes data)
     cpdef Py_ssize_t backlog(self)
     cpdef uint64_t replay(self, list positions, list records)
     cdef int put(self, const char* data, Py_ssize_t n) except -1
-    cdef int flush(self) except -1
+    cdef int flush(self, bint force) except -1
+    cdef bint _hold_frag(self, Py_ssize_t n) except -1
+    cdef _drop_frag(self)
     cdef bint _take_token(self) noexcept
     cdef _answer_close(self, WSFrame frame)
     cdef _message(self, const char* data, Py_ssize_t size)

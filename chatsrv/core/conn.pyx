@@ -77,6 +77,7 @@ cdef class Conn(WSListener):
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.state = CLOSED
+        self._drop_frag()
         self.router.closed(self)
         self.hub.on_close(self)
 
@@ -85,6 +86,7 @@ cdef class Conn(WSListener):
 
     cpdef resume_writing(self):
         self.paused = False
+        self.flush(False)
         cb = self.resume_cb
         if cb is not None:
             self.resume_cb = None
@@ -93,6 +95,7 @@ cdef class Conn(WSListener):
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType t = frame.msg_type
         cdef Py_ssize_t n
+        cdef bytearray frag
         if self.state >= CLOSING:
             # after our CLOSE, frames are dropped until the peer's CLOSE ends it
             if t == WSMsgType.CLOSE:
@@ -113,12 +116,14 @@ cdef class Conn(WSListener):
                 if n + frame.payload_size > self._max_frame:
                     self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                     return
+                if not self._hold_frag(frame.payload_size):
+                    return
                 PyByteArray_Resize(self._frag, n + frame.payload_size)
                 memcpy(PyByteArray_AS_STRING(self._frag) + n, frame.payload_ptr, frame.payload_size)
                 if frame.fin:
-                    self._in_frag = False
-                    self._message(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
-                    self._frag = None
+                    frag = self._frag     # kept alive: a close inside _message drops self._frag
+                    self._message(PyByteArray_AS_STRING(frag), PyByteArray_GET_SIZE(frag))
+                    self._drop_frag()
                 return
             if self._in_frag:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
@@ -130,7 +135,10 @@ cdef class Conn(WSListener):
                 self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
             if not frame.fin:
+                if not self._hold_frag(frame.payload_size):
+                    return
                 self._in_frag = True
+                self._frag_since = clock.now()
                 if self._frag is None:
                     self._frag = bytearray()
                 PyByteArray_Resize(self._frag, frame.payload_size)
@@ -142,17 +150,32 @@ cdef class Conn(WSListener):
 
     # --- closing
 
-    cpdef close(self, int code, str reason):
+    cpdef close(self, int code, str reason, bint drop_output=False):
         """Sends CLOSE with code; the socket is closed when the peer answers it or after
         the router's close timeout. Closing at once would reset a connection whose peer
-        is still sending, and the reset makes its kernel discard the CLOSE unread."""
+        is still sending, and the reset makes its kernel discard the CLOSE unread.
+        drop_output: the frames not yet handed to the transport are discarded, so that
+        the CLOSE of a slow consumer is not queued behind megabytes it will never read."""
         if self.state >= CLOSING:
             return
-        self.flush()
+        if drop_output and self._out is not None:
+            PyByteArray_Resize(self._out, 0)
+        self.flush(True)
         self.state = CLOSING
+        self._drop_frag()
         if self.transport is not None:
             self.transport.send_close(<WSCloseCode>code, reason.encode())
-            self.router.loop.call_later(self.router.close_timeout, self.drop)
+            self.router.loop.call_later(self.router.close_timeout, self._close_timed_out)
+
+    cpdef _close_timed_out(self):
+        """The peer did not answer our CLOSE in time. The socket is closed after what the
+        transport still holds (about its high mark and the CLOSE) has reached the
+        kernel, so a peer that reads again later still learns why; a peer that reads
+        nothing for the router's drain timeout is reset."""
+        if self.transport is None or self.transport.is_disconnected:
+            return
+        self.transport.disconnect(True)
+        self.router.loop.call_later(self.router.drain_timeout, self.drop)
 
     cpdef drop(self):
         """Closes the socket now."""
@@ -164,7 +187,8 @@ cdef class Conn(WSListener):
     cdef _answer_close(self, WSFrame frame):
         """The peer's CLOSE: answered with its code when that is valid, then the socket closed."""
         cdef int code = 1000
-        self.flush()
+        self.flush(True)
+        self._drop_frag()
         if frame.payload_size == 1:
             code = 1002
         elif frame.payload_size >= 2:
@@ -179,6 +203,26 @@ cdef class Conn(WSListener):
         self.state = CLOSING
         self.transport.send_close(<WSCloseCode>code)
         self.transport.disconnect()
+
+    # --- unfinished messages: held against a server-wide cap
+
+    cdef bint _hold_frag(self, Py_ssize_t n) except -1:
+        """Counts n more bytes of an unfinished message against the server-wide cap;
+        False (and the connection closed) when they would pass it."""
+        cdef Router r = self.router
+        if r.frag_bytes + n > r.max_frag_bytes:
+            r.n_frag_refused += 1
+            self.close(WSCloseCode.TRY_AGAIN_LATER, "server holds too many unfinished messages")
+            return False
+        r.frag_bytes += n
+        return True
+
+    cdef _drop_frag(self):
+        """The unfinished message is done with (finished, or its connection closed)."""
+        if self._frag is not None:
+            self.router.frag_bytes -= PyByteArray_GET_SIZE(self._frag)
+            self._frag = None
+        self._in_frag = False
 
     # --- requests in
 
@@ -253,12 +297,15 @@ cdef class Conn(WSListener):
             self.router.queue_flush(self)
         return 0
 
-    cdef int flush(self) except -1:
-        """Writes the queued frames now (the router calls it once per loop iteration)."""
+    cdef int flush(self, bint force) except -1:
+        """Hands the queued frames to the socket or the transport (the router calls it once
+        per loop iteration). While the transport is over its high mark they stay here
+        (unless force), whole frames that a slow close can drop; the transport's own
+        buffer, which nobody can trim, stays small."""
         cdef Py_ssize_t size
         cdef WSTransport t = self.transport
         self._queued = False
-        if self._out is None:
+        if self._out is None or (self.paused and not force):
             return 0
         size = PyByteArray_GET_SIZE(self._out)
         if size == 0:

@@ -8,6 +8,7 @@ cdef class Router:
     cdef readonly dict watchers         # user -> list of connections watching their presence
     cdef readonly object loop
     cdef readonly double close_timeout  # seconds a closing connection waits for the peer's CLOSE
+    cdef readonly double drain_timeout  # then seconds its last output may wait for a peer that stopped reading
     cdef readonly Py_ssize_t write_limit
     cdef list _dirty                    # connections with frames to write at the end of this iteration
     cdef bint _flush_scheduled
@@ -23,12 +24,16 @@ cdef class Router:
     cdef public unsigned long long n_events
     cdef public unsigned long long n_slow_closed
     cdef public unsigned long long n_ping_dropped
+    cdef public unsigned long long n_frag_refused     # connections closed: unfinished messages over the cap
+    cdef public unsigned long long n_frag_expired     # connections closed: a message not finished in time
+    cdef public Py_ssize_t frag_bytes                 # bytes of unfinished messages held, all connections
+    cdef readonly Py_ssize_t max_frag_bytes
 
     cdef int queue_flush(self, Conn c) except -1
     cpdef flush(self)
     cdef Py_ssize_t _send_all(self, list conns, bytes data, Conn exclude) except -1
     cdef bint _writable(self, Conn c) except -1
-    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout)
+    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout, double frag_timeout)
     cpdef opened(self, Conn c)
     cpdef closed(self, Conn c)
     cpdef bint attach(self, Conn c)

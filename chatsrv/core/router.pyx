@@ -7,9 +7,12 @@ cdef class Router:
     """Who is connected here, and fan-out to them. An event is encoded once and only the
     recipient's inbox position is spliced into the bytes; nothing runs Python per recipient."""
 
-    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0):
+    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0, double drain_timeout=30.0,
+                 Py_ssize_t max_frag_bytes=64 << 20):
+        self.max_frag_bytes = max_frag_bytes
         self.loop = loop
         self.close_timeout = close_timeout
+        self.drain_timeout = drain_timeout
         self._dirty = []
         self.users = {}
         self.members = {}
@@ -31,7 +34,7 @@ cdef class Router:
         self._dirty = []
         self._flush_scheduled = False
         for c in dirty:
-            c.flush()
+            c.flush(False)
 
     cdef Py_ssize_t _send_all(self, list conns, bytes data, Conn exclude) except -1:
         cdef Py_ssize_t sent = 0
@@ -44,14 +47,20 @@ cdef class Router:
         self.n_events += sent
         return sent
 
-    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout):
+    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout, double frag_timeout):
         """One sweep over all connections: ping those silent for `interval`, drop those
-        whose ping went unanswered for `timeout`. Returns how many were dropped."""
+        whose ping went unanswered for `timeout`, close those that have not finished a
+        fragmented message in `frag_timeout` (pongs alone must not let a client hold
+        one forever). Returns how many were dropped."""
         cdef double now = clock.now()
         cdef Py_ssize_t dropped = 0
         cdef Conn c
         for c in list(conns):
             if c.state >= CLOSING or c.transport is None:
+                continue
+            if c._in_frag and now - c._frag_since >= frag_timeout:
+                self.n_frag_expired += 1
+                c.close(WSCloseCode.POLICY_VIOLATION, "fragmented message not finished in time")
                 continue
             if c.ping_sent != 0:
                 if now - c.ping_sent >= timeout:
@@ -138,7 +147,7 @@ cdef class Router:
             return False
         if c.paused and c.backlog() > self.write_limit:
             self.n_slow_closed += 1
-            c.close(WSCloseCode.TRY_AGAIN_LATER, "too slow: output backlog over the limit")
+            c.close(WSCloseCode.TRY_AGAIN_LATER, "too slow: output backlog over the limit", True)
             return False
         return True
 

@@ -135,10 +135,11 @@ class Wire:
     """One Conn on a fake transport, with its router, hub and loop."""
 
     def __init__(self, loop, max_frame=1024, rate=1000.0, burst=1000.0, close_after=5, buffered=1,
-                 router=None, sender=None, close_timeout=0.05, write_limit=1 << 20):
+                 router=None, sender=None, close_timeout=0.05, drain_timeout=0.05, write_limit=1 << 20,
+                 max_frag_bytes=64 << 20):
         self.loop = loop
         self.hub = Hub()
-        self.router = router or Router(write_limit, loop, close_timeout)
+        self.router = router or Router(write_limit, loop, close_timeout, drain_timeout, max_frag_bytes)
         self.fake = FakeTransport(buffered)
         self.transport = WSTransport(False, self.fake, logging.getLogger("test.core"), loop)
         self.conn = Conn(self.hub, self.router, sender, "", max_frame, rate, burst, close_after)

@@ -4,7 +4,7 @@ real WSTransport over a fake transport)."""
 import pytest
 from picows import WSMsgType
 
-from chatsrv.core import ConnState
+from chatsrv.core import ConnState, Router
 from corekit import Wire, close_code, close_frame, frame, frames, run_for, text_frame, texts
 
 
@@ -57,12 +57,44 @@ def test_frames_after_our_close_are_dropped_until_the_peers_close(loop):
     assert w.out() == b""               # and our CLOSE is not sent twice
 
 
-def test_an_unanswered_close_drops_the_socket_after_the_close_timeout(loop):
-    w = Wire(loop, close_timeout=0.05)
+def test_an_unanswered_close_closes_after_the_close_timeout_and_resets_after_the_drain_timeout(loop):
+    w = Wire(loop, close_timeout=0.05, drain_timeout=0.1)
     w.conn.close(1001, "server shutting down")
-    assert not w.fake.aborted
+    assert not w.fake.closed and not w.fake.aborted
+    run_for(loop, 0.08)
+    assert w.fake.closed and not w.fake.aborted      # what the transport holds may still reach the peer
     run_for(loop, 0.15)
     assert w.fake.aborted
+
+
+def test_unfinished_messages_are_held_against_a_server_wide_cap(loop):
+    r = Router(1 << 20, loop, 0.05, 0.05, 20)
+    a = Wire(loop, router=r)
+    b = Wire(loop, router=r)
+    a.feed(text_frame("x" * 15, fin=False))
+    assert r.frag_bytes == 15
+    b.feed(text_frame("y" * 10, fin=False))          # 25 > 20: refused
+    assert close_code(b.out()) == 1013 and r.n_frag_refused == 1
+    a.feed(frame(WSMsgType.CONTINUATION, b"x" * 5, fin=True))
+    assert r.frag_bytes == 0 and a.hub.objects == [] and a.hub.texts == ["x" * 20]
+
+
+def test_a_fragmented_message_not_finished_in_time_closes_the_connection(loop):
+    w = Wire(loop)
+    w.feed(text_frame('{"op":', fin=False))
+    assert w.router.keepalive([w.conn], 10.0, 10.0, 10.0) == 0 and close_code(w.out()) is None
+    w.router.keepalive([w.conn], 10.0, 10.0, 0.0)
+    assert close_code(w.out()) == 1008 and w.router.n_frag_expired == 1 and w.router.frag_bytes == 0
+
+
+def test_a_slow_consumers_close_is_not_queued_behind_its_unread_frames(loop):
+    w = Wire(loop)
+    w.conn.send(b"x" * 500)
+    w.conn.pause_writing()
+    w.router.flush()
+    assert w.fake.received() == b""                   # over the high mark: kept here, whole frames
+    w.conn.close(1013, "too slow", True)
+    assert [op for op, _, _ in frames(w.fake.received())] == [0x8]
 
 
 @pytest.mark.parametrize("payload,answer", [
@@ -172,16 +204,16 @@ def test_replay_queues_msg_events_at_their_positions(loop):
 def test_keepalive_pings_a_silent_connection_and_drops_an_unanswering_one(loop):
     w = Wire(loop)
     conns = [w.conn]
-    assert w.router.keepalive(conns, 10.0, 10.0) == 0
+    assert w.router.keepalive(conns, 10.0, 10.0, 10.0) == 0
     assert w.out() == b""
-    assert w.router.keepalive(conns, 0.0, 10.0) == 0        # silent past the interval: pinged
+    assert w.router.keepalive(conns, 0.0, 10.0, 10.0) == 0  # silent past the interval: pinged
     assert [op for op, _, _ in frames(w.out())] == [0x9]
-    assert w.router.keepalive(conns, 0.0, 0.0) == 1         # no answer within the timeout: dropped
+    assert w.router.keepalive(conns, 0.0, 0.0, 10.0) == 1   # no answer within the timeout: dropped
     assert w.fake.aborted and w.router.n_ping_dropped == 1
 
 
 def test_a_pong_answers_the_ping(loop):
     w = Wire(loop)
-    w.router.keepalive([w.conn], 0.0, 10.0)
+    w.router.keepalive([w.conn], 0.0, 10.0, 10.0)
     w.feed(frame(WSMsgType.PONG, b""))
     assert w.conn.ping_sent == 0
