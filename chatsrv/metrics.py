@@ -33,10 +33,10 @@ class Hist:
 
 
 class Collector:
-    def __init__(self, router, writer, hub):
+    def __init__(self, router, writer, send_latency):
         self.router = router
         self.writer = writer
-        self.hub = hub
+        self.send_latency = send_latency
 
     def collect(self):
         r, w = self.router, self.writer
@@ -69,19 +69,21 @@ class Collector:
         yield counter("writer_commit_seconds", "Time spent in write transactions including fsync",
                       w.commit_seconds)
         yield gauge("writer_queue", "Writer jobs waiting", w.queued())
-        yield self.hub.send_latency.family(
+        yield self.send_latency.family(
             "chatsrv_send_seconds", "From a send request to its ok (durable commit included)")
         yield w.commit_latency.family("chatsrv_writer_commit_seconds_per_batch",
                                       "Duration of one write transaction including fsync")
 
 
 class Metrics:
-    def __init__(self, router, writer, hub):
+    """`collectors`: the other parts' own families (push: chatsrv_push_*), each an object
+    with prometheus_client's collect()."""
+
+    def __init__(self, router, writer, send_latency, collectors=()):
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(Collector(router, writer, hub))
-        push = getattr(hub, "push", None)     # chatsrv/push.py: chatsrv_push_* families
-        if push is not None:
-            self.registry.register(push)
+        self.registry.register(Collector(router, writer, send_latency))
+        for c in collectors:
+            self.registry.register(c)
         ProcessCollector(registry=self.registry)
 
     def render(self):
