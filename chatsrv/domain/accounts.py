@@ -68,7 +68,7 @@ class Accounts:
         if not await self._write(req, CreateUser(req.user, h)):
             raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
         log.info("signup user=%s addr=%s", req.user, conn.addr)
-        conn.send(P.ok(req.rid, {"user": req.user}))
+        self.ctx.reply(conn, req, {"user": req.user})
 
     def login(self, conn, req):
         if conn.authed:
@@ -128,14 +128,14 @@ class Accounts:
         h = await self._hash(self.passwords.hash, req.new)
         others = await self._write(req, ChangePassword(user, h, device if req.logout_others else None))
         log.info("password changed user=%s device=%s signed_out=%d", user, device, len(others))
-        conn.send(P.ok(req.rid, {}))
+        self.ctx.reply(conn, req, {})
         self._sign_out(user, set(others))
 
     def logout(self, conn, req):
         user, device = conn.user, conn.device
 
         def done(_):
-            conn.send(P.ok(req.rid, {}))
+            self.ctx.reply(conn, req, {})
             log.info("logout user=%s device=%s", user, device)
             self._sign_out(user, {device})
 

@@ -1,6 +1,9 @@
 """What every op handler of the domain is given: the settings, the store (reads), the
 writer (writes), the local delivery of events (the router), the loop and the notifier,
-with the two ways of writing (answer after the commit; await the commit)."""
+with the two ways of writing (answer after the commit; await the commit) and the two
+ways of answering (every reply counted by op and outcome, for chatsrv_ops_total)."""
+import collections
+
 from .. import proto as P
 from ..proto import ProtocolError
 from . import errors
@@ -14,6 +17,18 @@ class Context:
         self.router = router
         self.loop = loop
         self.notifier = notifier
+        self.outcomes = collections.Counter()    # (op, "ok" or error code) -> replies
+
+    def reply(self, conn, req, result):
+        self.outcomes[(req.op, "ok")] += 1
+        conn.send(P.ok(req.rid, result))
+
+    def fail(self, conn, op, rid, error):
+        """Answers a failed request: a ProtocolError as it is, a refusal with its code,
+        a storage failure with `unavailable`, anything else with `internal`."""
+        e = errors.wire(rid, error)
+        self.outcomes[(op, e.code)] += 1
+        conn.send(P.err(rid, e.code, e.msg))
 
     def write(self, conn, req, op, done):
         """Submits a write op; done(result) runs on the loop after the commit. A failed
@@ -22,12 +37,12 @@ class Context:
 
         def finish(result, error):
             if error is not None:
-                send_error(conn, req.rid, error)
+                self.fail(conn, req.op, req.rid, error)
                 return
             try:
                 done(result)
             except ProtocolError as e:
-                conn.send(P.err(req.rid, e.code, e.msg))
+                self.fail(conn, req.op, req.rid, e)
 
         try:
             self.writer.submit(op, finish)
@@ -60,8 +75,3 @@ class Context:
     def deliver(self, appended, exclude=None, members_after=None):
         """A committed message to its members' connections here, then to the notifier."""
         self.router.fanout(appended, exclude, members_after)
-
-
-def send_error(conn, rid, error):
-    e = errors.wire(rid, error)
-    conn.send(P.err(rid, e.code, e.msg))

@@ -25,7 +25,7 @@ class Groups:
 
         def done(result):
             self.ctx.deliver(result.message, None, result.members)
-            conn.send(P.ok(req.rid, {"conv": conv}))
+            self.ctx.reply(conn, req, {"conv": conv})
 
         self.ctx.write(conn, req, CreateGroup(conv, user, req.name, req.members, cap), done)
 
@@ -33,7 +33,7 @@ class Groups:
         def done(result):
             if result is not None:
                 self.ctx.deliver(result.message, None, result.members)
-            conn.send(P.ok(req.rid, {}))
+            self.ctx.reply(conn, req, {})
 
         self.ctx.write(conn, req, ChangeGroup(req.conv, conn.user, action, tuple(users), name,
                                               self.ctx.cfg.max_group_members), done)
@@ -54,7 +54,7 @@ class Groups:
         with self.ctx.store.read() as r:
             rec = r.conv(req.conv)
         rules.group(rec, conn.user)
-        conn.send(P.ok(req.rid, {"conv": req.conv, "name": rec.name, "owner": rec.owner, "members": rec.members}))
+        self.ctx.reply(conn, req, {"conv": req.conv, "name": rec.name, "owner": rec.owner, "members": rec.members})
 
 
 # --- write ops

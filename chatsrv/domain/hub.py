@@ -11,9 +11,8 @@ from .. import proto as P
 from ..metrics import Hist
 from ..proto import ProtocolError
 from ..store import Refusal
-from . import errors
 from .accounts import Accounts
-from .context import Context, send_error
+from .context import Context
 from .groups import Groups
 from .messages import Messages
 from .presence import Presence, Watching
@@ -42,7 +41,8 @@ class Hub:
         self.trusted_proxies = frozenset(cfg.trusted_proxy)
         self.send_latency = Hist()      # from a send request to its ok (read by the core's SendDone)
         self.notifier = notifier
-        ctx = Context(cfg, store, writer, router, loop, notifier)
+        self.ctx = ctx = Context(cfg, store, writer, router, loop, notifier)
+        self.outcomes = ctx.outcomes    # replies by (op, outcome), read by the metrics
         self.presence = Presence(router, writer, loop, cfg.presence_grace)
         self.accounts = Accounts(ctx, passwords, tokens, throttle_user, throttle_addr, self._run,
                                  self._authenticated)
@@ -93,7 +93,7 @@ class Hub:
             conn.timer = None
         if self.router.attach(conn):
             self.presence.went_online(user)
-        conn.send(P.ok(req.rid, reply))
+        self.ctx.reply(conn, req, reply)
         self.messages.replay(conn)
 
     def close_all(self, code=CLOSE_GOING_AWAY, reason="server shutting down"):
@@ -117,15 +117,17 @@ class Hub:
         """A frame the core has decoded (and not taken on its send path)."""
         self._accept(conn, self.parser.parse_obj, obj)
 
-    @staticmethod
-    def write_failed(conn, rid, error):
-        send_error(conn, rid, error)
+    def write_failed(self, conn, rid, error, op="send"):
+        """A write that failed (the core's send path calls this for its sends)."""
+        self.ctx.fail(conn, op, rid, error)
 
     def _accept(self, conn, parse, frame):
         try:
             req = parse(frame)
         except ProtocolError as e:
-            conn.send(P.err(e.rid, e.code, e.msg))
+            op = frame.get("op") if type(frame) is dict else None
+            # a bounded label set: a known op, else "invalid" (never what a client made up)
+            self.ctx.fail(conn, op if type(op) is str and op in P.OPS else "invalid", e.rid, e)
             return
         s = conn.extra
         if s is not None and s.busy:
@@ -136,18 +138,17 @@ class Hub:
 
     def dispatch(self, conn, req):
         if req.needs_auth and not conn.authed:
-            conn.send(P.err(req.rid, P.UNAUTHORIZED, "authenticate first"))
+            self.ctx.fail(conn, req.op, req.rid, ProtocolError(req.rid, P.UNAUTHORIZED, "authenticate first"))
             return
         try:
             self.handlers[req.op](conn, req)
         except Exception as e:
             self._failed(conn, req, e)
 
-    @staticmethod
-    def _failed(conn, req, e):
+    def _failed(self, conn, req, e):
         if not isinstance(e, (ProtocolError, Refusal)):
             log.exception("op %s failed", req.op)
-        send_error(conn, req.rid, errors.wire(req.rid, e))
+        self.ctx.fail(conn, req.op, req.rid, e)
 
     def _run(self, conn, req, coro, exclusive=False):
         """Runs an op that awaits (argon2); exclusive ones hold back the connection's later requests."""
@@ -185,4 +186,4 @@ class Hub:
                 "typing_interval": cfg.typing_interval}
 
     def settings(self, conn, req):
-        conn.send(P.ok(req.rid, self.client_settings()))
+        self.ctx.reply(conn, req, self.client_settings())

@@ -84,7 +84,7 @@ class Messages:
             raise ProtocolError(req.rid, P.BAD_REQUEST, f"upto is past the inbox head ({head})")
 
         def done(result):
-            conn.send(P.ok(req.rid, {}))
+            self.ctx.reply(conn, req, {})
             for conv, seq in result.delivered:
                 self.ctx.router.broadcast((convid.peer(conv, user),),
                                           P.event("delivered", conv=conv, user=user, seq=seq))
@@ -95,7 +95,7 @@ class Messages:
         user, conv, seq = conn.user, req.conv, req.seq
 
         def done(result):
-            conn.send(P.ok(req.rid, {}))
+            self.ctx.reply(conn, req, {})
             if result.moved:
                 self.ctx.router.broadcast(result.members, P.event("read", conv=conv, user=user, seq=result.seq))
                 # the user's other devices may clear their notifications
@@ -113,6 +113,7 @@ class Messages:
             else:
                 m = rules.active(r.membership(conn.user, req.conv))
             records = r.history(req.conv, before, req.limit, since=m.joined)
+        self.ctx.outcomes[(req.op, "ok")] += 1
         conn.send(P.history_reply(req.rid, records))
 
     def convs(self, conn, req):
@@ -152,7 +153,7 @@ class Messages:
                 pos = recent.get(conv, (0, 0))[1]
                 out.append(((pos, last_obj["ts"] if last_obj else rec.ts), item))
         out.sort(key=lambda p: p[0], reverse=True)
-        conn.send(P.ok(req.rid, {"convs": [item for _, item in out]}))
+        self.ctx.reply(conn, req, {"convs": [item for _, item in out]})
 
 
 # --- write ops

@@ -108,14 +108,14 @@ class Watching:
                     raise ProtocolError(req.rid, P.FORBIDDEN, f"no conversation shared with {u}")
             states = self.presence.watch(conn, req.users, r)
         session(conn).watching.update(req.users)
-        conn.send(P.ok(req.rid, {"presence": states}))
+        self.ctx.reply(conn, req, {"presence": states})
 
     def unwatch(self, conn, req):
         watching = conn.extra.watching if conn.extra is not None else set()
         users = [u for u in req.users if u in watching]
         watching.difference_update(users)
         self.presence.unwatch(conn, users)
-        conn.send(P.ok(req.rid, {}))
+        self.ctx.reply(conn, req, {})
 
     def closed(self, conn):
         """conn is gone: its watches end."""

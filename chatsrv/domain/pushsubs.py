@@ -20,10 +20,10 @@ class PushSubs:
                 "push_unsubscribe": self.push_unsubscribe, "mute": self.mute}
 
     def _done(self, conn, req):
-        return lambda _: conn.send(P.ok(req.rid, {}))
+        return lambda _: self.ctx.reply(conn, req, {})
 
     def push_key(self, conn, req):
-        conn.send(P.ok(req.rid, {"key": self.public_key}))
+        self.ctx.reply(conn, req, {"key": self.public_key})
 
     def push_subscribe(self, conn, req):
         why = P.push_endpoint_policy(req.endpoint, self.ctx.cfg.push_allow_http)

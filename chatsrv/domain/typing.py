@@ -20,7 +20,7 @@ class Typing:
         user, conv = conn.user, req.conv
         members = self.ctx.members(conv)
         rules.member(members, user)
-        conn.send(P.ok(req.rid, {}))
+        self.ctx.reply(conn, req, {})
         interval = self.ctx.cfg.typing_interval
         now = time.monotonic()
         key = (user, conv)
