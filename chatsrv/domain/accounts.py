@@ -37,16 +37,12 @@ class Accounts:
         return {"signup": self.signup, "login": self.login, "auth": self.auth, "logout": self.logout,
                 "password_change": self.password_change}
 
-    def _room_to_hash(self, rid):
+    def _admit_hash(self, rid):
+        """Reserves a place among the pending hashes now, in the same step as the check, so
+        that simultaneous requests cannot all pass it; `_hashed` frees it."""
         if self.hashing >= self.cfg.max_pending_hashes:
             raise ProtocolError(rid, P.RATE_LIMITED, "server is busy; try again")
-
-    async def _hash(self, fn, *args):
         self.hashing += 1
-        try:
-            return await fn(*args)
-        finally:
-            self.hashing -= 1
 
     async def _write(self, req, op):
         try:
@@ -60,11 +56,14 @@ class Accounts:
         with self.store.read() as r:
             if r.user(req.user) is not None:
                 raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
-        self._room_to_hash(req.rid)
+        self._admit_hash(req.rid)
         self.run(conn, req, self._signup(conn, req))
 
     async def _signup(self, conn, req):
-        h = await self._hash(self.passwords.hash, req.password)
+        try:
+            h = await self.passwords.hash(req.password)
+        finally:
+            self.hashing -= 1
         if not await self._write(req, CreateUser(req.user, h)):
             raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
         log.info("signup user=%s addr=%s", req.user, conn.addr)
@@ -75,18 +74,23 @@ class Accounts:
             raise ProtocolError(req.rid, P.BAD_REQUEST, "this connection is already authenticated")
         if self.throttle_user.blocked(req.user) or self.throttle_addr.blocked(conn.addr):
             raise ProtocolError(req.rid, P.RATE_LIMITED, "too many failed logins; try again later")
-        self._room_to_hash(req.rid)
-        self.run(conn, req, self._login(conn, req), exclusive=True)
+        self._admit_hash(req.rid)
+        # counted as failures until the hash says otherwise (see Throttle)
+        stamps = self.throttle_user.attempt(req.user), self.throttle_addr.attempt(conn.addr)
+        self.run(conn, req, self._login(conn, req, stamps), exclusive=True)
 
-    async def _login(self, conn, req):
-        with self.store.read() as r:
-            rec = r.user(req.user)
-        good, rehash = await self._hash(self.passwords.verify, rec.pw if rec else None, req.password)
+    async def _login(self, conn, req, stamps):
+        try:
+            with self.store.read() as r:
+                rec = r.user(req.user)
+            good, rehash = await self.passwords.verify(rec.pw if rec else None, req.password)
+        finally:
+            self.hashing -= 1
         if not good:
-            self.throttle_user.fail(req.user)
-            self.throttle_addr.fail(conn.addr)
             log.info("login failed user=%s addr=%s", req.user, conn.addr)
             raise ProtocolError(req.rid, P.UNAUTHORIZED, "wrong user name or password")
+        self.throttle_user.forgive(req.user, stamps[0])
+        self.throttle_addr.forgive(conn.addr, stamps[1])
         if conn.closing:
             return
         token, selector, mac = self.tokens.new()
@@ -112,20 +116,24 @@ class Accounts:
     def password_change(self, conn, req):
         if self.throttle_user.blocked(conn.user):
             raise ProtocolError(req.rid, P.RATE_LIMITED, "too many wrong passwords; try again later")
-        self._room_to_hash(req.rid)
-        self.run(conn, req, self._password_change(conn, req))
+        self._admit_hash(req.rid)
+        stamp = self.throttle_user.attempt(conn.user)    # a failure until the hash says otherwise
+        self.run(conn, req, self._password_change(conn, req, stamp))
 
-    async def _password_change(self, conn, req):
+    async def _password_change(self, conn, req, stamp):
         user, device = conn.user, conn.device
-        with self.store.read() as r:
-            rec = r.user(user)
-        good, _ = await self._hash(self.passwords.verify, rec.pw if rec else None, req.old)
-        if not good:
-            self.throttle_user.fail(user)
-            log.info("password change refused user=%s addr=%s", user, conn.addr)
-            # not `unauthorized`: that tells a client its token is gone
-            raise ProtocolError(req.rid, P.FORBIDDEN, "the current password is wrong")
-        h = await self._hash(self.passwords.hash, req.new)
+        try:
+            with self.store.read() as r:
+                rec = r.user(user)
+            good, _ = await self.passwords.verify(rec.pw if rec else None, req.old)
+            if not good:
+                log.info("password change refused user=%s addr=%s", user, conn.addr)
+                # not `unauthorized`: that tells a client its token is gone
+                raise ProtocolError(req.rid, P.FORBIDDEN, "the current password is wrong")
+            self.throttle_user.forgive(user, stamp)
+            h = await self.passwords.hash(req.new)
+        finally:
+            self.hashing -= 1
         others = await self._write(req, ChangePassword(user, h, device if req.logout_others else None))
         log.info("password changed user=%s device=%s signed_out=%d", user, device, len(others))
         self.ctx.reply(conn, req, {})

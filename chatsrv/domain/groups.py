@@ -11,8 +11,12 @@ from .errors import ConvExists, NoSuchUser, NotInGroup
 
 
 class Groups:
-    def __init__(self, ctx):
+    """`left(user, members)`: called when user has gone from a group whose members are now
+    `members` (presence watches that no longer have a shared conversation end)."""
+
+    def __init__(self, ctx, left):
         self.ctx = ctx
+        self.left = left
 
     def handlers(self):
         return {"group_create": self.group_create, "group_add": self.group_add, "group_remove": self.group_remove,
@@ -33,6 +37,8 @@ class Groups:
         def done(result):
             if result is not None:
                 self.ctx.deliver(result.message, None, result.members)
+                if action in ("remove", "leave"):
+                    self.left(users[0] if action == "remove" else conn.user, result.members)
             self.ctx.reply(conn, req, {})
 
         self.ctx.write(conn, req, ChangeGroup(req.conv, conn.user, action, tuple(users), name,

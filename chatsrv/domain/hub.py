@@ -49,7 +49,7 @@ class Hub:
         self.messages = Messages(ctx, lambda conn, rid: send_done(conn, rid, self), replay_into, notifier)
         self.watching = Watching(ctx, self.presence)
         self.handlers = {"settings": self.settings}
-        for part in (self.accounts, self.messages, Groups(ctx), self.watching, Typing(ctx),
+        for part in (self.accounts, self.messages, Groups(ctx, self.watching.end_unshared), self.watching, Typing(ctx),
                      PushSubs(ctx, notifier.public_key)):
             self.handlers.update(part.handlers())
 

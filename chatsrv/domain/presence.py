@@ -117,6 +117,28 @@ class Watching:
         self.presence.unwatch(conn, users)
         self.ctx.reply(conn, req, {})
 
+    def end_unshared(self, gone, members):
+        """`gone` has left a group whose members are now `members`: a watch between gone and
+        one of them ends now, both ways, unless the two still share another conversation.
+        Only existing watches are looked at, never the whole group."""
+        others = set(members)
+        router = self.ctx.router
+        pairs = [(c, gone) for c in router.watchers.get(gone, ()) if c.user in others]
+        for c in router.conns_of(gone):
+            if c.extra is not None:
+                pairs += [(c, u) for u in c.extra.watching & others]
+        if not pairs:
+            return
+        shared = {}
+        with self.ctx.store.read() as r:
+            for c, u in pairs:
+                key = (c.user, u)
+                if key not in shared:
+                    shared[key] = rules.shares_conv(r, c.user, u)
+                if not shared[key]:
+                    c.extra.watching.discard(u)
+                    self.presence.unwatch(c, [u])
+
     def closed(self, conn):
         """conn is gone: its watches end."""
         s = conn.extra
