@@ -18,7 +18,8 @@ from .config import split_address
 from .core import Conn, Router, Sender
 from .datadir import InUse, Lock, make_private
 from .auth import Passwords, Throttle, Tokens, load_secret
-from .hub import Hub
+from .core import SendDone
+from .domain.hub import Hub
 from .metrics import CONTENT_TYPE, Hist, Metrics
 from .proto import message_record
 from .push import Push
@@ -81,13 +82,14 @@ class Server:
         self.push = Push(cfg, self.store, self.writer, self.router, loop)
         self.sender = Sender(self.router, self.bus, self.push, self.writer, Hist(), cfg.max_message_bytes)
         self.passwords = Passwords()
-        self.hub = Hub(cfg, self.store, self.writer, self.router, self.bus, self.sender, self.passwords,
+        self.hub = Hub(cfg, self.store, self.writer, self.router, self.bus, loop, self.push, self.passwords,
                        Tokens(secret),
                        Throttle(cfg.login_failures, cfg.login_window),
-                       Throttle(cfg.login_failures * 4, cfg.login_window))
-        self.hub.attach_push(self.push)
+                       Throttle(cfg.login_failures * 4, cfg.login_window),
+                       SendDone, Conn.replay, self.sender.committed)
         self.push.start()
-        self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
+        self.metrics = (Metrics(self.router, self.writer, self.store, self.hub.outcomes, self.sender.latency,
+                                [self.push]) if cfg.metrics else None)
         self.origins = cfg.origins()
         try:
             self.server = await self._listen()

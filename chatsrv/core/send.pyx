@@ -30,7 +30,7 @@ cdef class Sender:
         if members is None or c.user not in members:
             return False
         try:
-            self.writer.submit(AppendMessage(c.user, conv, d["body"], d["cid"]), SendDone(c, d.get("id"), self))
+            self.writer.submit(AppendMessage(c.user, conv, d["body"], d["cid"]), SendDone(c, d.get("id")))
         except RuntimeError:        # shutting down: the hub answers unavailable
             return False
         return True
@@ -48,13 +48,14 @@ cdef class Sender:
 @cython.final
 @cython.freelist(64)
 cdef class SendDone:
-    """The end of a send, on the loop after its commit: fan-out, then the sender's ok (a
-    failed write is answered by the connection's hub, which answers every other request)."""
+    """The end of a send, on the loop after its commit: out through the connection's
+    Sender (bus, push), then the ok; a failed write is answered by the connection's hub,
+    which answers every other request. Made by the fast path and by the domain's send."""
 
-    def __init__(self, Conn conn, rid, Sender sender):
+    def __init__(self, Conn conn, rid):
         self.conn = conn
         self.rid = rid
-        self.sender = sender
+        self.sender = conn.sender
         self.t0 = clock.now()
 
     def __call__(self, Appended result, error):
