@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./data
 
-.PHONY: all venv build sysdeps run test unit functional browser annotate bench locust clean
+.PHONY: all venv build sysdeps autobahn run test unit functional browser annotate bench locust clean
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser); installed only when missing.
 SYSDEPS_CMDS := promtool chromium
@@ -30,6 +30,21 @@ chatsrv/_core.cpython%.so: chatsrv/_core.pyx $(STAMP)
 build: $(STAMP) chatsrv/_core.pyx
 	$(PY) setup.py -q build_ext --inplace
 	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+
+# Autobahn|Testsuite runs on CPython 2.7 only (pyenv's 2.7.18 here): installed with that
+# interpreter's pip into .venv/autobahn, which tests/functional/test_ws_conformance.py uses.
+PYTHON2 ?= $(shell pyenv root 2>/dev/null)/versions/2.7.18/bin/python
+AUTOBAHN_DIR := $(VENV)/autobahn
+AUTOBAHN := $(AUTOBAHN_DIR)/.installed
+$(AUTOBAHN): requirements-autobahn.txt
+	@test -x "$(PYTHON2)" || { echo "make autobahn: no CPython 2.7 at '$(PYTHON2)' (set PYTHON2=/path/to/python2.7)" >&2; exit 1; }
+	rm -rf $(AUTOBAHN_DIR)
+	$(PYTHON2) -m pip install -q --disable-pip-version-check --no-warn-script-location \
+	  --target $(AUTOBAHN_DIR) -r requirements-autobahn.txt
+	ln -sf "$$(readlink -f $(PYTHON2))" $(AUTOBAHN_DIR)/python2
+	touch $@
+
+autobahn: $(AUTOBAHN)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
@@ -59,13 +74,13 @@ sysdeps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS_PKGS); \
 	fi
 
-test: build sysdeps
+test: build sysdeps autobahn
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 unit: build
 	$(PY) -m pytest -q tests/unit
 
-functional: build
+functional: build autobahn
 	$(PY) -m pytest -q tests/functional
 
 browser: build sysdeps

@@ -41,6 +41,8 @@ OPTIONS = [
     ("unsafe_no_sync", bool, False, "BENCH ONLY: commit without fsync; a crash of the OS can lose "
                                     "acknowledged messages"),
     ("log_level", str, "info", "debug, info, warning or error"),
+    ("echo_path", str, "", "TESTING: also serve a WebSocket echo endpoint at this path (e.g. /echo) "
+                           "through the chat's own frame layer, for conformance suites; off when empty"),
 ]
 
 # push notifications (chatsrv/push.py)

@@ -59,6 +59,7 @@ class Server:
         self.push.start()
         self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
         self.origins = cfg.origins()
+        self.echo_path = cfg.echo_path.encode() if cfg.echo_path else None
         self.server = await ws_create_server(
             self.route, cfg.host, cfg.port,
             max_frame_size=cfg.max_frame_bytes,
@@ -83,7 +84,8 @@ class Server:
 
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
-        if path == b"/ws":
+        echo = self.echo_path is not None and path == self.echo_path
+        if path == b"/ws" or echo:
             origin = request.headers.get("Origin")
             if origin is not None and origin not in self.origins:
                 log.info("refused upgrade from origin %r", origin)
@@ -91,6 +93,7 @@ class Server:
             cfg = self.cfg
             conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                               cfg.rate_close_after)
+            conn.echo = echo
             conn.forwarded = request.headers.get("X-Forwarded-For")
             return conn
         if path == b"/healthz":
