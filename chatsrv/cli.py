@@ -65,11 +65,12 @@ def main(argv=None):
     if cmd == "adduser":
         return adduser(cfg.data, cfg.user)
     if cmd == "backup":
+        from .datadir import NoDatabase
         from .store import backup
 
         try:
             backup(cfg.data, cfg.dest)
-        except (OSError, FileExistsError) as e:
+        except (OSError, NoDatabase) as e:
             print(f"chatsrv backup: {e}", file=sys.stderr)
             return 1
         print(f"copied {cfg.data} to {cfg.dest}")
@@ -82,8 +83,14 @@ def adduser(data, user):
 
     from . import protocol as P
     from .auth import Passwords
+    from .datadir import NoDatabase, require_database
     from .store import add_user
 
+    try:
+        require_database(data)
+    except NoDatabase as e:
+        print(f"chatsrv adduser: {e}", file=sys.stderr)
+        return 1
     pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
     try:
         P.user_name("user", user)

@@ -11,6 +11,7 @@ import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
 from . import _core
+from .datadir import InUse, Lock
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
@@ -41,6 +42,9 @@ class Server:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         os.makedirs(cfg.data, exist_ok=True)
+        # before the database is opened: two servers on one directory would both assign
+        # the same seqs, and one side's acknowledged messages would be overwritten
+        self.lock = Lock(cfg.data).acquire()
         self.store = Store(cfg.data, cfg.map_size, sync=not cfg.unsafe_no_sync)
         if cfg.unsafe_no_sync:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
@@ -138,6 +142,7 @@ class Server:
         self.push.cancel_grace()
         await loop.run_in_executor(None, self.push.stop)
         self.store.close()
+        self.lock.release()
         self.server = None
         log.info("chatsrv stopped")
 
@@ -171,5 +176,9 @@ def serve(cfg):
     if cfg.log_level != "debug":
         # picows logs every connection and disconnection at INFO
         logging.getLogger("picows").setLevel(logging.WARNING)
-    uvloop.run(_main(cfg))
+    try:
+        uvloop.run(_main(cfg))
+    except InUse as e:
+        print(f"chatsrv serve: {e}", file=sys.stderr)
+        return 1
     return 0

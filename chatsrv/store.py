@@ -31,7 +31,7 @@ if os.environ.get("CHATSRV_DROP_GIL", "1") == "1":
     lmdb.enable_drop_gil()
 import orjson
 
-from . import _core
+from . import _core, datadir
 from . import protocol as P
 from .metrics import Hist
 from .protocol import message_record
@@ -197,7 +197,9 @@ def put_user(txn, users_db, user, pw_hash):
 
 def add_user(data_dir, user, pw_hash):
     """Creates an account from outside the server (which may be running: LMDB serialises
-    writers across processes). False if the name is taken."""
+    writers across processes, and the server caches nothing about accounts). False if
+    the name is taken; NoDatabase where there is no database (an empty one is not made)."""
+    datadir.require_database(data_dir)
     store = Store(data_dir, 0)     # 0: the map size the environment already has
     try:
         with store.env.begin(write=True) as txn:
@@ -210,9 +212,8 @@ def backup(data_dir, dest):
     """Copies a data directory, live or not, to dest: a consistent, compacted LMDB snapshot
     (LMDB lets another process read while the server writes) and the files beside it, the
     keys (the token key keeps tokens valid; push subscriptions are bound to the VAPID key)."""
-    src = os.path.join(data_dir, "db")
-    if not os.path.exists(os.path.join(src, "data.mdb")):
-        raise FileNotFoundError(f"no chatsrv database in {data_dir}")
+    src = os.path.join(data_dir, datadir.DB_DIR)
+    datadir.require_database(data_dir)
     os.makedirs(os.path.join(dest, "db"), exist_ok=False)
     env = lmdb.open(src, readonly=True, max_dbs=len(DBS), subdir=True, lock=True)
     try:
@@ -220,6 +221,8 @@ def backup(data_dir, dest):
     finally:
         env.close()
     for name in sorted(os.listdir(data_dir)):
+        if name == datadir.LOCK_NAME:
+            continue     # the running server's, not data: the copy must be free to serve
         path = os.path.join(data_dir, name)
         if os.path.isfile(path) and not os.path.islink(path):
             with open(path, "rb") as f:
