@@ -62,6 +62,7 @@ class Hub:
             "group_create": self.group_create, "group_add": self.group_add, "group_remove": self.group_remove,
             "group_leave": self.group_leave, "group_rename": self.group_rename, "group_info": self.group_info,
             "watch": self.watch, "unwatch": self.unwatch, "typing": self.typing, "read": self.read,
+            "settings": self.settings, "password_change": self.password_change,
         }
 
     # --- connection life
@@ -312,6 +313,56 @@ class Hub:
         conn.replaying = False
         conn.send(P.event("synced", inbox=head))
 
+    def client_settings(self):
+        """What a client needs to know before it connects (also served as GET /settings)."""
+        cfg = self.cfg
+        return {"version": 1, "signup": cfg.signup, "push": self.push is not None and self.push.enabled,
+                "max_message_bytes": cfg.max_message_bytes, "max_frame_bytes": cfg.max_frame_bytes,
+                "max_group_members": cfg.max_group_members, "history_limit": P.HISTORY_MAX,
+                "typing_interval": cfg.typing_interval}
+
+    def settings(self, conn, req):
+        conn.send(P.ok(req.rid, self.client_settings()))
+
+    def password_change(self, conn, req):
+        if self.throttle_user.blocked(conn.user):
+            raise ProtocolError(req.rid, P.RATE_LIMITED, "too many wrong passwords; try again later")
+        if self._hashing >= self.cfg.max_pending_hashes:
+            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
+        self._task(conn, req, self._password_change(conn, req))
+
+    async def _password_change(self, conn, req):
+        user, device = conn.user, conn.device
+        with self.store.read() as txn:
+            rec = self.store.user(txn, user)
+        self._hashing += 1
+        try:
+            good, _ = await self.passwords.verify(rec["pw"] if rec else None, req.old)
+            if not good:
+                self.throttle_user.fail(user)
+                log.info("password change refused user=%s addr=%s", user, conn.addr)
+                # not `unauthorized`: that tells a client its token is gone
+                raise ProtocolError(req.rid, P.FORBIDDEN, "the current password is wrong")
+            h = await self.passwords.hash(req.new)
+        finally:
+            self._hashing -= 1
+        w = self.writer
+
+        def change(txn):
+            w.set_password_hash(txn, user, h)
+            return w.revoke_other_devices(txn, user, device) if req.logout_others else []
+
+        try:
+            others = await self._future_write(change)
+        except lmdb.Error:
+            raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
+        log.info("password changed user=%s device=%s signed_out=%d", user, device, len(others))
+        conn.send(P.ok(req.rid, {}))
+        gone = set(others)
+        for c in list(self.router.conns_of(user)):
+            if c.device in gone:
+                c.close(CLOSE_POLICY, "logged out")
+
     def logout(self, conn, req):
         user, device = conn.user, conn.device
 
@@ -405,8 +456,14 @@ class Hub:
 
     def history(self, conn, req):
         with self.store.read() as txn:
-            m = self._membership(txn, conn.user, req.conv, req.rid)
-            records = self.store.history(txn, req.conv, req.before, req.limit, since=m.get("joined", 1))
+            before = req.before
+            m = self.store.membership(txn, conn.user, req.conv) if req.include_left else None
+            if m is not None and m.get("left"):
+                # a former member reads what was theirs: up to the message of their departure
+                before = min(before, m["left"] + 1) if before is not None else m["left"] + 1
+            else:
+                m = self._membership(txn, conn.user, req.conv, req.rid)
+            records = self.store.history(txn, req.conv, before, req.limit, since=m.get("joined", 1))
         conn.send(P.history_reply(req.rid, records))
 
     def convs(self, conn, req):
@@ -419,19 +476,32 @@ class Hub:
             head = store.inbox_head(txn, user)
             recent = _core.inbox_span(txn, store.inbox, user.encode() + NUL, max(0, head - CONVS_RECENT), head,
                                       False)
+            now = now_ms()
             for conv, m in store.user_convs(txn, user):
-                if m.get("left"):
+                left = m.get("left")
+                if left and not req.include_left:
                     continue
                 rec = store.conv(txn, conv)
-                last_seq, last = store.last_message(txn, conv)
+                if left:
+                    last_seq, last = left, store.message(txn, conv, left)
+                else:
+                    last_seq, last = store.last_message(txn, conv)
                 read = store.read_seq(txn, user, conv)
                 item = {"conv": conv, "kind": rec["kind"]}
+                last_obj = orjson.loads(b"{" + last) if last is not None else None
                 if rec["kind"] == "direct":
                     item["peer"] = next((u for u in rec["members"] if u != user), user)
+                elif left:
+                    # the name they knew: renames after their departure are not theirs to see
+                    item["name"] = (last_obj or {}).get("sys", {}).get("name") or rec.get("name")
+                    item["left"] = left
                 else:
                     item["name"] = rec.get("name")
-                last_obj = orjson.loads(b"{" + last) if last is not None else None
-                item.update(last_seq=last_seq, read_seq=read, unread=max(0, last_seq - read), last=last_obj)
+                item.update(last_seq=last_seq, read_seq=min(read, last_seq), unread=max(0, last_seq - read),
+                            last=last_obj)
+                muted = push_mod.muted_until(store, txn, user, conv)
+                if muted > now:
+                    item["muted_until"] = muted
                 pos = recent.get(conv, (0, 0))[1]
                 out.append(((pos, last_obj["ts"] if last_obj else rec.get("ts", 0)), item))
         out.sort(key=lambda p: p[0], reverse=True)

@@ -106,6 +106,12 @@ def nonempty_user_list(name, v):
     return v
 
 
+def flag(name, v):
+    if type(v) is not bool:
+        raise ValueError(f"{name} must be true or false")
+    return v
+
+
 def limit(name, v):
     if type(v) is not int or v < 1:
         raise ValueError(f"{name} must be a positive integer")
@@ -199,18 +205,29 @@ class Ack(Request):
     pass
 
 
-@op("history", conv=(conv, REQ, None), before=(seqno, OPT, None), limit=(limit, OPT, HISTORY_DEFAULT))
+@op("history", conv=(conv, REQ, None), before=(seqno, OPT, None), limit=(limit, OPT, HISTORY_DEFAULT),
+    include_left=(flag, OPT, False))
 class History(Request):
     pass
 
 
-@op("convs")
+@op("convs", include_left=(flag, OPT, False))
 class Convs(Request):
     pass
 
 
 @op("logout")
 class Logout(Request):
+    pass
+
+
+@op("settings", needs_auth=False)
+class Settings(Request):
+    pass
+
+
+@op("password_change", old=(password, REQ, None), new=(password, REQ, None), logout_others=(flag, OPT, False))
+class PasswordChange(Request):
     pass
 
 

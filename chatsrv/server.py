@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+import orjson
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
@@ -102,6 +103,8 @@ class Server:
             return conn
         if path == b"/healthz":
             return _respond(200, b"ok")
+        if path == b"/settings":
+            return _respond(200, orjson.dumps(self.hub.client_settings()), "application/json")
         if path == b"/metrics":
             if self.metrics is None:
                 return None

@@ -136,6 +136,10 @@ class Store:
         last = last_under(txn, self.msgs, conv.encode() + NUL)
         return (_core.tail_u64(last[0]), last[1]) if last else (0, None)
 
+    def message(self, txn, conv, seq):
+        """The record of conv's message seq, or None."""
+        return txn.get(_core.key_u64(conv.encode() + NUL, seq), db=self.msgs)
+
     def cursor(self, txn, user, device):
         v = txn.get(user.encode() + NUL + device.encode(), db=self.cursors)
         return _core.tail_u64(v) if v is not None else None
@@ -399,6 +403,15 @@ class Writer:
             txn.delete(prefix + sel, db=s.devtokens)
         return selectors
 
+    def revoke_other_devices(self, txn, user, keep):
+        """Revokes the tokens of every device of user but `keep`; returns those devices."""
+        prefix = user.encode() + NUL
+        devices = {k[len(prefix):].split(NUL, 1)[0].decode() for k, _ in prefix_scan(txn, self.store.devtokens, prefix)}
+        devices.discard(keep)
+        for d in devices:
+            self.revoke_device(txn, user, d)
+        return sorted(devices)
+
     def ack(self, txn, user, device, upto):
         """Moves the device's cursor to upto if that is forward. Returns (cursor, delivered):
         delivered lists (conv, seq) of direct conversations whose acked position moved."""
@@ -523,11 +536,12 @@ class Writer:
             rec["name"] = name
             users = []
             after = recipients = members
-        out = self.send(txn, actor, conv, None, None, members=recipients,
-                        sys={"action": action, "users": users, "name": rec["name"]})
-        seq = out[2]
+        sys = {"action": action, "users": users, "name": rec["name"]}
         if action in ("remove", "leave") and rec["owner"] not in after:
             rec["owner"] = after[0] if after else None    # the longest-standing member
+            sys["owner"] = rec["owner"]
+        out = self.send(txn, actor, conv, None, None, members=recipients, sys=sys)
+        seq = out[2]
         rec["members"] = after
         txn.put(conv_b, orjson.dumps(rec), db=s.convs)
         self.members[conv_b] = after
