@@ -36,8 +36,8 @@ from hypothesis import HealthCheck, Phase, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, \
     run_state_machine_as_test
 
-from conftest import ServerProc
-from wsclient import PASSWORD, Client, ConnectionLost, dconv
+from harness.server import ServerProc
+from harness.client import PASSWORD, Client, ConnectionLost, dconv
 
 EXAMPLES = int(os.environ.get("CHATSRV_FUZZ_EXAMPLES", "3"))
 STEPS = int(os.environ.get("CHATSRV_FUZZ_STEPS", "25"))

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, http_get
+from harness.net import http_get
+from harness.server import ROOT
 
 AUTOBAHN_DIR = Path(os.environ.get("CHATSRV_AUTOBAHN_DIR", ROOT / ".venv" / "autobahn"))
 FAST = ["--echo-path", "/echo", "--rate", "1000000", "--burst", "1000000"]
