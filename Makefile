@@ -105,8 +105,9 @@ browser: build $(STAMP) sysdeps
 
 annotate: $(RUN_STAMP)
 	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force
-	@echo "see chatsrv/_core.html"
+	@echo "see the .html beside each .pyx under chatsrv/"
 
+# what Cython and the compiler make: every .c, .html and .so under chatsrv/ except the web client's
 clean:
 	rm -rf build *.egg-info $(BUILD_STAMP)
-	find chatsrv \( -name '*.so' -o -name '_core.c' -o -name '_core.html' \) -delete
+	find chatsrv -path chatsrv/web -prune -o \( -name '*.so' -o -name '*.c' -o -name '*.html' \) -print -delete
