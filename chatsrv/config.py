@@ -11,6 +11,7 @@ import difflib
 import math
 import re
 import tomllib
+from urllib.parse import urlsplit
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -93,6 +94,23 @@ def _show_seconds(s):
     return f"{s:g}s"
 
 
+def _address(v):
+    """HOST:PORT ("" for none); an IPv6 host in brackets ([::1]:9101)."""
+    if not isinstance(v, str):
+        raise ValueError(f"expected HOST:PORT, got {v!r}")
+    if v == "":
+        return v
+    host, _, port = v.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or host.strip("[]") == "":
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9101, got {v!r}")
+    return v
+
+
+def split_address(v):
+    host, _, port = v.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 SIZE = Unit("size", "SIZE", _size, _show_size)
 def _whole_seconds(v):
     s = _seconds(v)
@@ -101,11 +119,12 @@ def _whole_seconds(v):
     return int(s)
 
 
+ADDRESS = Unit("address", "HOST:PORT", _address, str)
 SECONDS = Unit("seconds", "TIME", _seconds, _show_seconds)
 WHOLE_SECONDS = Unit("whole seconds", "TIME", _whole_seconds, _show_seconds)
 
 # name, type, default, help. Types: str, int, float, bool, list (of str), SIZE (bytes, with
-# units), SECONDS (with units; WHOLE_SECONDS: an int). Numbers are never negative.
+# units), SECONDS (with units; WHOLE_SECONDS: an int), ADDRESS (HOST:PORT). Numbers are never negative.
 OPTIONS = [
     ("host", str, "127.0.0.1", "address to listen on"),
     ("port", int, 8080, "TCP port (WebSocket /ws, /healthz, /metrics, the web client)"),
@@ -119,10 +138,15 @@ OPTIONS = [
     ("ping_timeout", SECONDS, 20.0, "time to wait for the pong before dropping the connection"),
     ("max_message_bytes", SIZE, 16384, "largest message body in UTF-8 bytes (else too_large)"),
     ("max_frame_bytes", SIZE, 65536, "largest frame or reassembled message (else close 1009)"),
+    ("fragment_timeout", SECONDS, 30.0, "time a client may take to finish a fragmented message (else close 1008)"),
+    ("max_unfinished_bytes", SIZE, 64 * MiB, "bytes of unfinished fragmented messages held across all "
+                                             "connections at most (a fragment beyond: close 1013)"),
     ("rate", float, 100.0, "requests per second per connection (token bucket refill)"),
     ("burst", float, 200.0, "token bucket size per connection"),
     ("rate_close_after", int, 100, "consecutive rate_limited replies before closing with 1008"),
     ("close_timeout", SECONDS, 2.0, "time to wait for the peer's CLOSE after the server sends one"),
+    ("drain_timeout", SECONDS, 30.0, "then time a closed connection's last output (about 256 KiB and "
+                                     "the CLOSE) may wait for a peer that stopped reading, before a reset"),
     ("auth_timeout", SECONDS, 10.0, "time a connection may stay unauthenticated"),
     ("login_failures", int, 5, "failed logins per user name in the window before rate_limited "
                                "(per address: 4 times this)"),
@@ -135,9 +159,14 @@ OPTIONS = [
     ("write_buffer_limit", SIZE, 8 * MiB, "unsent bytes per connection before it is closed with 1013"),
     ("max_batch", int, 1024, "writer jobs per commit at most"),
     ("metrics", bool, True, "collect and serve /metrics"),
+    ("metrics_listen", ADDRESS, "", "also serve /metrics (and /healthz) on this HOST:PORT, such as "
+                                     "127.0.0.1:9101, for Prometheus on this box"),
+    ("metrics_public", bool, True, "serve /metrics on the main port too; off: only on --metrics-listen "
+                                   "(otherwise block /metrics at the proxy)"),
     ("unsafe_no_sync", bool, False, "BENCH ONLY: commit without fsync; a crash of the OS can lose "
                                     "acknowledged messages"),
     ("log_level", str, "info", "debug, info, warning or error"),
+    ("log_format", str, "text", "text (a line of key=value pairs) or json (one object per line)"),
     ("echo_path", str, "", "TESTING: also serve a WebSocket echo endpoint at this path (e.g. /echo) "
                            "through the chat's own frame layer, for conformance suites; off when empty"),
 ]
@@ -159,9 +188,26 @@ OPTIONS += [
     ("push_timeout", SECONDS, 10.0, "time to connect to, and to wait for, a push service"),
 ]
 
+def vapid_subject_ok(subject):
+    """A VAPID subject is a mailto: address or an https: URL (RFC 8292 2.1)."""
+    if not subject:
+        return False
+    if subject.startswith("mailto:"):
+        return re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", subject) is not None
+    if subject.startswith("https://"):
+        try:
+            return bool(urlsplit(subject).hostname)
+        except ValueError:
+            return False
+    return False
+
+
 # values a setting may take, beyond its type
-CHOICES = {"log_level": ("debug", "info", "warning", "error")}
-RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20)}
+CHOICES = {"log_level": ("debug", "info", "warning", "error"), "log_format": ("text", "json")}
+CHECKS = {"vapid_subject": (lambda v: v == "" or vapid_subject_ok(v),
+                            "expected a mailto: address or an https: URL")}
+RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20),
+          "map_size": (MiB, math.inf)}     # below about 1 MiB LMDB cannot even make its tables
 
 BY_NAME = {o[0]: o for o in OPTIONS}
 
@@ -217,13 +263,19 @@ def parse(name, raw):
             raise ValueError(f"expected a number, got {raw!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"expected a finite number, got {raw!r}")
+    if name in CHECKS and not CHECKS[name][0](value):
+        raise ValueError(f"{CHECKS[name][1]}, got {raw!r}")
     if name in CHOICES and value not in CHOICES[name]:
         raise ValueError(f"expected one of {', '.join(CHOICES[name])}, got {raw!r}")
     if isinstance(value, (int, float)):
         lo, hi = RANGES.get(name, (0, math.inf))
         if not lo <= value <= hi:
-            raise ValueError(f"{raw!r} is out of range ({lo} to {hi})" if hi != math.inf
-                             else f"cannot be negative, got {raw!r}")
+            if hi != math.inf:
+                raise ValueError(f"{raw!r} is out of range ({lo} to {hi})")
+            if lo > 0:
+                shown = typ.show(lo) if isinstance(typ, Unit) else lo
+                raise ValueError(f"must be at least {shown}, got {raw!r}")
+            raise ValueError(f"cannot be negative, got {raw!r}")
     return value
 
 

@@ -12,8 +12,9 @@ import orjson
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
-from . import _core
-from .datadir import InUse, Lock
+from . import _core, logs
+from .config import split_address
+from .datadir import InUse, Lock, make_private
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
@@ -54,12 +55,13 @@ class Server:
     def __init__(self, cfg):
         self.cfg = cfg
         self.server = None
+        self.metrics_server = None
 
     async def start(self):
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         try:
-            os.makedirs(cfg.data, exist_ok=True)
+            make_private(cfg.data)
             # before the database is opened: two servers on one directory would both assign
             # the same seqs, and one side's acknowledged messages would be overwritten
             self.lock = Lock(cfg.data).acquire()
@@ -71,7 +73,8 @@ class Server:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
         self.writer.start()
-        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
+        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
+                                   cfg.max_unfinished_bytes)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
                        Tokens(secret),
@@ -96,6 +99,14 @@ class Server:
             raise StartError(f"cannot listen on {cfg.host}:{cfg.port}: {_reason(e)}") from None
         self._keepalive_task = loop.create_task(self._keepalive())
         log.info("chatsrv listening on http://%s:%d (data in %s)", cfg.host, cfg.port, cfg.data)
+        if self.metrics is not None and cfg.metrics_listen:
+            host, port = split_address(cfg.metrics_listen)
+            try:
+                self.metrics_server = await ws_create_server(self.route_metrics, host, port)
+            except OSError as e:
+                await self.stop()
+                raise StartError(f"cannot listen on {cfg.metrics_listen} (metrics_listen): {_reason(e)}") from None
+            log.info("metrics on http://%s/metrics", cfg.metrics_listen)
 
     def _listen(self):
         cfg = self.cfg
@@ -113,35 +124,49 @@ class Server:
 
     async def _keepalive(self):
         cfg = self.cfg
-        # a sweep every quarter of the shorter period keeps detection within interval + timeout + 25%
-        tick = min(max(min(cfg.ping_interval, cfg.ping_timeout) / 4, 0.05), 1.0)
+        # a sweep every quarter of the shortest period keeps detection within interval + timeout + 25%
+        tick = min(max(min(cfg.ping_interval, cfg.ping_timeout, cfg.fragment_timeout) / 4, 0.05), 1.0)
         while True:
             await asyncio.sleep(tick)
-            self.router.keepalive(self.hub.conns, cfg.ping_interval, cfg.ping_timeout)
+            self.router.keepalive(self.hub.conns, cfg.ping_interval, cfg.ping_timeout, cfg.fragment_timeout)
 
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
         echo = self.echo_path is not None and path == self.echo_path
         if path == b"/ws" or echo:
-            origin = request.headers.get("Origin")
-            if origin is not None and origin not in self.origins:
-                log.info("refused upgrade from origin %r", origin)
+            origins = request.headers.getall("Origin", [])
+            if len(origins) > 1:
+                # a check of only the first would let any second one through
+                log.info("refused upgrade with %d Origin headers", len(origins))
+                return _respond(403, b"more than one Origin header")
+            if origins and origins[0] not in self.origins:
+                log.info("refused upgrade from origin %r", origins[0])
                 return _respond(403, b"origin not allowed")
             cfg = self.cfg
             conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                               cfg.rate_close_after)
             conn.echo = echo
-            conn.forwarded = request.headers.get("X-Forwarded-For")
+            # a proxy may add its own header line after the client's (HAProxy does): all lines count
+            conn.forwarded = ", ".join(request.headers.getall("X-Forwarded-For", [])) or None
             return conn
         if path == b"/healthz":
             return _respond(200, b"ok")
         if path == b"/settings":
             return _respond(200, orjson.dumps(self.hub.client_settings()), "application/json")
         if path == b"/metrics":
-            if self.metrics is None:
+            if self.metrics is None or not self.cfg.metrics_public:
                 return None
             return _respond(200, self.metrics.render(), CONTENT_TYPE)
         return self.static(path)
+
+    def route_metrics(self, request):
+        """The --metrics-listen port: /metrics and /healthz, nothing else."""
+        path = request.path.split(b"?", 1)[0]
+        if path == b"/metrics":
+            return _respond(200, self.metrics.render(), CONTENT_TYPE)
+        if path == b"/healthz":
+            return _respond(200, b"ok")
+        return None
 
     def static(self, path):
         name = "index.html" if path == b"/" else path.decode("latin-1").lstrip("/")
@@ -163,6 +188,8 @@ class Server:
         if self.server is None:
             return
         self.server.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self._keepalive_task.cancel()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
@@ -207,10 +234,7 @@ async def _main(cfg):
 
 
 def serve(cfg):
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if cfg.log_level != "debug":
-        # picows logs every connection and disconnection at INFO
-        logging.getLogger("picows").setLevel(logging.WARNING)
+    logs.setup(cfg.log_level, cfg.log_format)
     try:
         uvloop.run(_main(cfg))
     except (StartError, InUse) as e:
