@@ -1,35 +1,52 @@
-# make run: set up .venv, build the core, serve on 127.0.0.1:8080 with data in ./data.
-# make test: the same set-up, then the whole test suite.
+# make run: set up .venv with what running needs, build the core, serve on 127.0.0.1:8080 with data in ./data.
+# make test: the same set-up plus the test packages and Debian tools, then the whole test suite.
+# Each step leaves a stamp in .venv: nothing is reinstalled or rebuilt unless its inputs changed.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+RUN_STAMP := $(VENV)/.installed-run
 STAMP := $(VENV)/.installed
+BUILD_STAMP := $(VENV)/.built
 HOST ?= 127.0.0.1
 PORT ?= 8080
 DATA ?= ./data
+# the Cython sources, wherever they live under chatsrv/
+CORE_SRC := $(shell find chatsrv -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi')
+# pyproject's [build-system] requires, pinned there (the core is built without isolation)
+BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 
 .PHONY: all venv build sysdeps run test unit functional browser annotate bench locust clean
 
-# Debian packages the tests use (promtool from prometheus, chromium for tests/browser); installed only when missing.
-SYSDEPS_CMDS := promtool chromium
-SYSDEPS_PKGS := prometheus chromium
+# Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx in front of
+# the server, systemd-analyze for the unit); installed only when missing.
+SYSDEPS_CMDS := promtool chromium nginx systemd-analyze
+SYSDEPS_PKGS := prometheus chromium nginx systemd
 
 all: build
 
-$(STAMP): requirements-dev.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(PY):
+	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+
+# what running needs: the runtime dependencies of pyproject.toml and chatsrv itself (editable: it
+# compiles the core once); no test or bench package
+$(RUN_STAMP): pyproject.toml setup.py | $(PY)
+	$(PY) -m pip install -q $(BUILD_REQS)
+	$(PY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+# the test packages, on top
+$(STAMP): requirements-dev.txt $(RUN_STAMP)
 	$(PY) -m pip install -q -r requirements-dev.txt
 	touch $@
 
 venv: $(STAMP)
 
-chatsrv/_core.cpython%.so: chatsrv/_core.pyx $(STAMP)
+$(BUILD_STAMP): $(RUN_STAMP) $(CORE_SRC) setup.py
 	$(PY) setup.py -q build_ext --inplace
+	touch $@
 
-build: $(STAMP) chatsrv/_core.pyx
-	$(PY) setup.py -q build_ext --inplace
-	$(PY) -m pip install -q --no-build-isolation --no-deps -e .
+build: $(BUILD_STAMP)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
@@ -59,21 +76,22 @@ sysdeps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS_PKGS); \
 	fi
 
-test: build sysdeps
+test: build $(STAMP) sysdeps
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
-unit: build
+unit: build $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-functional: build
+functional: build $(STAMP)
 	$(PY) -m pytest -q tests/functional
 
-browser: build sysdeps
+browser: build $(STAMP) sysdeps
 	$(PY) -m pytest -q tests/browser
 
-annotate: $(STAMP)
+annotate: $(RUN_STAMP)
 	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force
 	@echo "see chatsrv/_core.html"
 
 clean:
-	rm -rf build chatsrv/*.so chatsrv/_core.c chatsrv/_core.html *.egg-info
+	rm -rf build *.egg-info $(BUILD_STAMP)
+	find chatsrv \( -name '*.so' -o -name '_core.c' -o -name '_core.html' \) -delete

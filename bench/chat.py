@@ -46,12 +46,12 @@ class ChatEnv:
         self.tokens = {}
 
     def start(self, flags=()):
-        if self.server is not None and self.server.alive() and tuple(flags) == self.flags:
+        if self.server is not None and self.server.alive and tuple(flags) == self.flags:
             return self.server
         self.stop()
-        self.port = proc.free_port()
         self.flags = tuple(flags)
-        self.server = proc.chatsrv_server(self.port, self.data, flags).start(timeout=30)
+        self.server = proc.chatsrv_server(self.data, flags).start(timeout=30)
+        self.port = self.server.port
         return self.server
 
     def stop(self):
@@ -279,12 +279,12 @@ async def durable(env, senders, seconds, prog=None):
 
     async def window():
         await asyncio.sleep(max(0, t_start - perf()))
-        marks["a"] = (perf(), env.server.cpu(), proc.self_cpu())
+        marks["a"] = (perf(), proc.proc_cpu(env.server.pid), proc.self_cpu())
         while perf() < t_end:
             if prog:
                 prog(1 - (t_end - perf()) / seconds)
             await asyncio.sleep(min(0.25, max(0, t_end - perf())))
-        marks["b"] = (perf(), env.server.cpu(), proc.self_cpu())
+        marks["b"] = (perf(), proc.proc_cpu(env.server.pid), proc.self_cpu())
 
     await asyncio.gather(window(), *(sender(k, c) for k, c in enumerate(conns)))
     await gen.close_all(conns)
@@ -403,7 +403,7 @@ async def churn(env, seconds, concurrency=32, prog=None):
     errors = [0]
     t0 = perf()
     t_end = t0 + seconds
-    c0, g0 = env.server.cpu(), proc.self_cpu()
+    c0, g0 = proc.proc_cpu(env.server.pid), proc.self_cpu()
 
     async def worker(k):
         j = 0
@@ -430,7 +430,7 @@ async def churn(env, seconds, concurrency=32, prog=None):
 
     await asyncio.gather(ticker(), *(worker(k) for k in range(concurrency)))
     wall = perf() - t0
-    c1, g1 = env.server.cpu(), proc.self_cpu()
+    c1, g1 = proc.proc_cpu(env.server.pid), proc.self_cpu()
     return {"kind": "churn", "connections": count[0], "per_s": count[0] / wall, "errors": errors[0],
             "server_us_per_conn": (c1 - c0) / count[0] * 1e6 if count[0] else None,
             "server_busy": (c1 - c0) / wall, "gen_busy": (g1 - g0) / wall, "generator_bound": (g1 - g0) / wall > 0.7}
@@ -456,7 +456,7 @@ async def idle(env, steps, prog=None, bare=None):
     workers = []
     points = []
     await asyncio.sleep(1.0)
-    points.append((0, server.rss()))
+    points.append((0, proc.proc_rss(server.pid)))
     total = 0
     failed = 0
     try:
@@ -473,9 +473,9 @@ async def idle(env, steps, prog=None, bare=None):
                 total += got
                 failed += bad
             await asyncio.sleep(1.5)       # let allocations settle, heartbeats run
-            if not server.alive():
+            if not server.alive:
                 break
-            points.append((total, server.rss()))
+            points.append((total, proc.proc_rss(server.pid)))
             if failed:
                 break
     finally:
@@ -493,7 +493,7 @@ async def idle(env, steps, prog=None, bare=None):
     ys = np.array([p[1] for p in points if p[0] > 0], dtype=float)
     slope = float(np.polyfit(xs, ys, 1)[0]) if len(xs) >= 2 else None
     return {"kind": "idle", "points": [{"connections": n, "rss_bytes": r} for n, r in points],
-            "max_connections": total, "failed_at_max": failed, "server_alive": server.alive(),
+            "max_connections": total, "failed_at_max": failed, "server_alive": server.alive,
             "rss_per_conn_kib": slope / 1024 if slope is not None else None}
 
 

@@ -23,8 +23,8 @@ def _tagged(i):
 
 async def bare_echo(rate, seconds, conns=32, cap=None, prog=None):
     """Server CPU per echoed message at `rate` (inf: closed loop, `cap` in flight)."""
-    port = proc.free_port()
-    with proc.bare_server(port) as srv:
+    with proc.bare_server() as srv:
+        port = srv.port
         clients = await gen.connect_many(port, conns, "/echo")
         ol = gen.OpenLoop(rate, seconds, None, srv.pid, cap=cap or conns * 32, progress=prog)
         lat, sched = ol.lat, ol.sched
@@ -48,8 +48,8 @@ async def bare_echo(rate, seconds, conns=32, cap=None, prog=None):
 
 async def bare_relay(rate, seconds, pairs=32, cap=None, prog=None):
     """Server CPU per relayed message between `pairs` sender and receiver connections."""
-    port = proc.free_port()
-    with proc.bare_server(port) as srv:
+    with proc.bare_server() as srv:
+        port = srv.port
         rxs = await gen.connect_many(port, pairs, lambda k: f"/relay/rx/{k}")
         txs = await gen.connect_many(port, pairs, lambda k: f"/relay/tx/{k}")
         ol = gen.OpenLoop(rate, seconds, None, srv.pid, cap=cap or pairs * 32, progress=prog)
@@ -74,8 +74,8 @@ async def bare_relay(rate, seconds, pairs=32, cap=None, prog=None):
 
 async def bare_fanout(n, delivery_rate, seconds, cap=None, prog=None):
     """Server CPU per delivery: one publisher, n subscribers, plain `send` loop. Rate in deliveries/s."""
-    port = proc.free_port()
-    with proc.bare_server(port) as srv:
+    with proc.bare_server() as srv:
+        port = srv.port
         subs = await gen.connect_many(port, n, "/sub")
         pub = await gen.connect(port, "/pub")
         msg_rate = delivery_rate / n
@@ -108,11 +108,11 @@ async def bare_fanout(n, delivery_rate, seconds, cap=None, prog=None):
 async def bare_churn(seconds, concurrency=32, prog=None):
     """WebSocket connect + close per second against the bare server (no auth: there is none)."""
     import asyncio
-    port = proc.free_port()
-    with proc.bare_server(port) as srv:
+    with proc.bare_server() as srv:
+        port = srv.port
         count = 0
         t_end = perf() + seconds
-        c0, g0, t0 = srv.cpu(), proc.self_cpu(), perf()
+        c0, g0, t0 = proc.proc_cpu(srv.pid), proc.self_cpu(), perf()
 
         async def worker():
             nonlocal count
@@ -129,7 +129,7 @@ async def bare_churn(seconds, concurrency=32, prog=None):
 
         await asyncio.gather(ticker(), *(worker() for _ in range(concurrency)))
         wall = perf() - t0
-        c1, g1 = srv.cpu(), proc.self_cpu()
+        c1, g1 = proc.proc_cpu(srv.pid), proc.self_cpu()
     return {"kind": "bare_churn", "connections": count, "per_s": count / wall,
             "server_us_per_conn": (c1 - c0) / count * 1e6 if count else None,
             "server_busy": (c1 - c0) / wall, "gen_busy": (g1 - g0) / wall,

@@ -1,21 +1,18 @@
-"""Server processes under test: start pinned to the server core, wait until ready, read CPU and RSS, stop.
+"""The benchmark side of server processes: which cores the server and the generator run on,
+the server runners (tests/harness/server.py, pinned to the server core), and CPU and RSS
+read from /proc.
 
 CPU is utime + stime of the whole process (every thread) from /proc/PID/stat; RSS from /proc/PID/status.
 Servers always listen on 127.0.0.1, on a port in 20000-30000 (below the ephemeral range).
 """
 import os
-import random
 import resource
-import shutil
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
-import time
+
+from tests.harness.net import HOST, free_port  # noqa: F401 - HOST and free_port are used by the workloads
+from tests.harness.server import ServerProc
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-HOST = "127.0.0.1"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -34,21 +31,6 @@ def pin_generator():
     if gen is not None:
         os.sched_setaffinity(0, {gen})
     return gen
-
-
-def free_port():
-    for _ in range(200):
-        port = random.randint(20000, 30000)
-        s = socket.socket()
-        try:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((HOST, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
-    raise RuntimeError("no free port in 20000-30000")
 
 
 def proc_cpu(pid):
@@ -74,119 +56,47 @@ def self_cpu():
     return r.ru_utime + r.ru_stime
 
 
-def http_get(port, path, timeout=1.0):
-    """(status, body) of a plain GET on 127.0.0.1:port, or (None, b'') if it fails."""
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as s:
-            s.sendall(f"GET {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n\r\n".encode())
-            data = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        status = int(head.split(b" ", 2)[1])
-        return status, body
-    except (OSError, ValueError, IndexError):
-        return None, b""
+def _bench_env():
+    # the harness drops CHATSRV_* variables; a benchmark run keeps them (GC and GIL experiments)
+    return {k: v for k, v in os.environ.items() if k.startswith("CHATSRV_")}
 
 
-class Server:
-    """One server subprocess, pinned with taskset to the server core."""
+class BareServer(ServerProc):
+    """bench/bare_server.py: the same picows settings as chatsrv, no chat logic."""
 
-    def __init__(self, name, argv, port, health_path="/healthz", cwd=REPO, log_dir=None):
-        self.name = name
-        self.argv = argv
-        self.port = port
-        self.health_path = health_path
-        self.cwd = cwd
-        self.proc = None
-        self.log_path = os.path.join(log_dir or tempfile.gettempdir(), f"bench-{name}-{port}.log")
+    name = "bare"
 
-    @property
-    def pid(self):
-        return self.proc.pid
+    def __init__(self, read_buffer=0, lean=False):
+        super().__init__(cwd=REPO, cpu=cores()[0], env=_bench_env())
+        self.read_buffer = read_buffer
+        self.lean = lean
 
-    def start(self, timeout=30.0):
-        core, _ = cores()
-        cmd = list(self.argv)
-        if core is not None and shutil.which("taskset"):
-            cmd = ["taskset", "-c", str(core)] + cmd   # taskset execs: the pid is the server's
-        self.log = open(self.log_path, "wb")
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(cmd, cwd=self.cwd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, env=env)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}: {self.tail()}")
-            status, _ = http_get(self.port, self.health_path, timeout=0.5)
-            if status == 200:
-                return self
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} not ready after {timeout}s: {self.tail()}")
-
-    def tail(self, n=1500):
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-n:].decode(errors="replace")
-        except OSError:
-            return ""
-
-    def cpu(self):
-        return proc_cpu(self.proc.pid)
-
-    def rss(self):
-        return proc_rss(self.proc.pid)
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout=15.0):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
+    def argv(self, port):
+        argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
+        if self.read_buffer:
+            argv += ["--read-buffer", str(self.read_buffer)]
+        if self.lean:
+            argv += ["--lean"]
+        return argv
 
 
-def bare_server(port, read_buffer=0, lean=False):
-    argv = [sys.executable, "-m", "bench.bare_server", "--port", str(port)]
-    if read_buffer:
-        argv += ["--read-buffer", str(read_buffer)]
-    if lean:
-        argv += ["--lean"]
-    return Server("bare", argv, port)
+def bare_server(read_buffer=0, lean=False):
+    return BareServer(read_buffer, lean)
 
 
 # The checkout whose chatsrv is measured (python -m chatsrv runs from there); --server-dir changes it.
 CHATSRV_DIR = os.environ.get("BENCH_CHATSRV_DIR", REPO)
 
 
-def chatsrv_server(port, data, extra=()):
-    argv = [sys.executable, "-m", "chatsrv", "serve", "--host", HOST, "--port", str(port), "--data", data,
-            # the per-connection token bucket would cap a benchmark connection at 100 msg/s
-            "--rate", "1000000", "--burst", "1000000"] + list(extra)
-    return Server("chatsrv", argv, port, cwd=CHATSRV_DIR)
+def chatsrv_server(data, extra=()):
+    # the per-connection token bucket would cap a benchmark connection at 100 msg/s
+    args = ["--rate", "1000000", "--burst", "1000000", *extra]
+    return ServerProc(data, args, cwd=CHATSRV_DIR, cpu=cores()[0], env=_bench_env())
 
 
 def chatsrv_available():
     d = os.path.join(CHATSRV_DIR, "chatsrv")
-    has_so = any(f.startswith("_core") and f.endswith(".so") for f in os.listdir(d)) if os.path.isdir(d) else False
+    has_so = any(".so" in f for _, _, files in os.walk(d) for f in files) if os.path.isdir(d) else False
     has_server = os.path.exists(os.path.join(d, "server.py"))
     has_main = os.path.exists(os.path.join(d, "__main__.py")) or os.path.exists(os.path.join(d, "cli.py"))
     return has_so and has_server and has_main

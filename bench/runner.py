@@ -71,8 +71,8 @@ class Runner:
             self.note(f"{name}: FAILED: {type(e).__name__}: {e}")
             if self.args.verbose:
                 traceback.print_exc()
-            if self.env is not None and self.env.server is not None and not self.env.server.alive():
-                self.note(f"chatsrv died; log tail:\n{self.env.server.tail()}")
+            if self.env is not None and self.env.server is not None and not self.env.server.alive:
+                self.note(f"chatsrv died; log tail:\n{self.env.server.log_tail()}")
                 self.env.server = None
 
     # --- limits that need no chatsrv
@@ -229,7 +229,7 @@ class Runner:
         r = await self.measured(f"idle {steps}", lambda bar: chat.idle(env, steps, prog=bar))
         r["file_limit"] = soft
         await self.chat_started()
-        bare = proc.bare_server(proc.free_port(), lean=True).start()
+        bare = proc.bare_server(lean=True).start()
         try:
             r["bare"] = await self.measured(f"bare idle {steps}", lambda bar: chat.idle(None, steps, prog=bar,
                                                                                   bare=bare))

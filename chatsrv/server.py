@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 
+import lmdb
 import orjson
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
@@ -27,6 +28,19 @@ WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; chars
              ".webmanifest": "application/manifest+json"}
 
 
+class StartError(Exception):
+    """The server cannot start for a reason the operator can fix: one line, no traceback."""
+
+
+def _reason(e):
+    """An OSError as its plain reason ("permission denied (data/db)"), without uvloop's wrapping."""
+    if isinstance(e, FileExistsError) or isinstance(e, NotADirectoryError):
+        return "not a directory" + (f" ({e.filename})" if e.filename else "")
+    if isinstance(e, OSError) and e.errno:
+        return os.strerror(e.errno).lower() + (f" ({e.filename})" if e.filename else "")
+    return str(e)
+
+
 def _respond(status, body=b"", content_type="text/plain; charset=utf-8"):
     if status == 200:
         resp = WSUpgradeResponse.create_ok_response(body, {"Content-Type": content_type})
@@ -43,11 +57,15 @@ class Server:
     async def start(self):
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        os.makedirs(cfg.data, exist_ok=True)
-        # before the database is opened: two servers on one directory would both assign
-        # the same seqs, and one side's acknowledged messages would be overwritten
-        self.lock = Lock(cfg.data).acquire()
-        self.store = Store(cfg.data, cfg.map_size, sync=not cfg.unsafe_no_sync)
+        try:
+            os.makedirs(cfg.data, exist_ok=True)
+            # before the database is opened: two servers on one directory would both assign
+            # the same seqs, and one side's acknowledged messages would be overwritten
+            self.lock = Lock(cfg.data).acquire()
+            self.store = Store(cfg.data, cfg.map_size, sync=not cfg.unsafe_no_sync)
+            secret = load_secret(cfg.data)
+        except (OSError, lmdb.Error) as e:
+            raise StartError(f"cannot use data directory {cfg.data}: {_reason(e)}") from None
         if cfg.unsafe_no_sync:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
@@ -55,7 +73,7 @@ class Server:
         self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
-                       Tokens(load_secret(cfg.data)),
+                       Tokens(secret),
                        Throttle(cfg.login_failures, cfg.login_window),
                        Throttle(cfg.login_failures * 4, cfg.login_window))
         self.push = Push(cfg, self.store, self.writer, self.router, loop)
@@ -65,7 +83,21 @@ class Server:
         self.push.start()
         self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
         self.origins = cfg.origins()
-        self.server = await ws_create_server(
+        try:
+            self.server = await self._listen()
+        except OSError as e:
+            self.writer.stop()
+            self.push.stop()
+            self.passwords.close()
+            self.store.close()
+            self.lock.release()
+            raise StartError(f"cannot listen on {cfg.host}:{cfg.port}: {_reason(e)}") from None
+        self._keepalive_task = loop.create_task(self._keepalive())
+        log.info("chatsrv listening on http://%s:%d (data in %s)", cfg.host, cfg.port, cfg.data)
+
+    def _listen(self):
+        cfg = self.cfg
+        return ws_create_server(
             self.route, cfg.host, cfg.port,
             max_frame_size=cfg.max_frame_bytes,
             # keepalive is one sweep over all connections (see _keepalive), not a timer per
@@ -76,8 +108,6 @@ class Server:
             use_aiofastnet=False,
             logger_name="chatsrv.ws",
         )
-        self._keepalive_task = loop.create_task(self._keepalive())
-        log.info("chatsrv listening on http://%s:%d (data in %s)", cfg.host, cfg.port, cfg.data)
 
     async def _keepalive(self):
         cfg = self.cfg
@@ -179,7 +209,7 @@ def serve(cfg):
         logging.getLogger("picows").setLevel(logging.WARNING)
     try:
         uvloop.run(_main(cfg))
-    except InUse as e:
+    except (StartError, InUse) as e:
         print(f"chatsrv serve: {e}", file=sys.stderr)
         return 1
     return 0

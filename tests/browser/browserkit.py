@@ -1,22 +1,17 @@
 """Helpers for the browser tests: `Server` runs the real `chatsrv serve` on a loopback
-port; `People` opens one browser context per person (its own localStorage, so its own
-device) and records every console error and uncaught exception of its pages."""
+port (the shared runner in tests/harness); `People` opens one browser context per person
+(its own localStorage, so its own device) and records every console error and uncaught
+exception of its pages."""
 from __future__ import annotations
 
-import http.client
 import itertools
 import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
-from netutil import free_port
+from harness.server import ROOT, ServerProc  # noqa: F401 - ROOT is imported by tests
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHATSRV_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "browser-pass-1"
 TIMEOUT_MS = 10_000
@@ -29,68 +24,16 @@ except ImportError:  # pragma: no cover - reported by the browser fixture
     expect = None
 
 
-def _healthy(port: int) -> bool:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=0.5)
-    try:
-        conn.request("GET", "/healthz")
-        r = conn.getresponse()
-        return r.status == 200 and r.read().strip() == b"ok"
-    except OSError:
-        return False
-    finally:
-        conn.close()
-
-
-class Server:
-    """`python -m chatsrv serve` on 127.0.0.1 (a port in 20000-30000)."""
+class Server(ServerProc):
+    """`python -m chatsrv serve` on 127.0.0.1 (tests/harness/server.py); `url` is the web
+    client's page."""
 
     def __init__(self, data: Path, log: Path, args=()):
-        self.data, self.log_path, self.args = data, log, list(args)
-        self.proc = None
-        self.port = None
-
-    def start(self, port: int | None = None) -> "Server":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSRV_")}
-        env["PYTHONUNBUFFERED"] = "1"
-        for attempt in range(4):
-            self.port = port if (port and attempt == 0) else free_port()
-            cmd = [sys.executable, "-m", "chatsrv", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                   "--data", str(self.data), *self.args]
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(cmd, cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=log,
-                                             stderr=subprocess.STDOUT, env=env)
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                if _healthy(self.port):
-                    return self
-                time.sleep(0.05)
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-                break
-        raise RuntimeError(f"chatsrv did not start:\n{self.log_tail()}")
-
-    def stop(self) -> int:
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return p.returncode if p else 0
-        p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise AssertionError(f"chatsrv did not exit on SIGTERM\n{self.log_tail()}")
+        super().__init__(data, args, log_path=log)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def log_tail(self, n: int = 40) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return f"{self.origin}/"
 
 
 _names = itertools.count(1)

@@ -1,26 +1,20 @@
 """Fixtures for the functional tests: a real `chatsrv serve` subprocess on a loopback
-port with a real LMDB in a temporary directory, and a tracked factory of test clients.
+port with a real LMDB in a temporary directory (tests/harness/server.py), and a tracked
+factory of test clients (tests/harness/client.py). Tests import `uname`, `http_get`,
+`ServerProc` and `PASSWORD` from here.
 """
 from __future__ import annotations
 
-import http.client
 import itertools
-import os
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Optional
 
 import pytest
 
-from netutil import free_port
-from wsclient import Client, PASSWORD
-
-ROOT = Path(__file__).resolve().parents[2]
-READY_TIMEOUT = 10.0
+from harness.client import Client, PASSWORD
+from harness.net import http_get  # noqa: F401 - imported by the tests
+from harness.server import ROOT, ServerProc  # noqa: F401 - ROOT is imported by the tests
 
 # Options for the shared server: high request rates so that pipelined tests are not
 # rate limited, and a high login-failure threshold so that the tests of wrong
@@ -34,116 +28,6 @@ def pytest_asyncio_loop_factories(config, item):
     except ImportError:  # pragma: no cover
         return None
     return {"uvloop": uvloop.new_event_loop}
-
-
-def http_get(port: int, path: str, timeout: float = 2.0,
-             headers: Optional[dict] = None) -> tuple[int, bytes, dict]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("GET", path, headers=headers or {})
-        r = conn.getresponse()
-        return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
-    finally:
-        conn.close()
-
-
-class ServerProc:
-    """One `python -m chatsrv serve` subprocess on a data directory."""
-
-    def __init__(self, data_dir: Path, args=(), env: Optional[dict] = None,
-                 log_path: Optional[Path] = None):
-        self.data_dir = Path(data_dir)
-        self.args = list(args)
-        self.extra_env = dict(env or {})
-        self.log_path = Path(log_path or (self.data_dir.parent / f"{self.data_dir.name}.log"))
-        self.proc: Optional[subprocess.Popen] = None
-        self.port: Optional[int] = None
-        self.expect_clean_exit = True
-
-    # -------------------------------------------------------------- lifecycle
-    def start(self, port: Optional[int] = None) -> "ServerProc":
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSRV_")}
-        env.update(self.extra_env)
-        env.setdefault("PYTHONUNBUFFERED", "1")
-        last_err = ""
-        for attempt in range(4):
-            self.port = port if (port is not None and attempt == 0) else free_port()
-            cmd = [sys.executable, "-m", "chatsrv", "serve", "--host", "127.0.0.1",
-                   "--port", str(self.port), "--data", str(self.data_dir), *self.args]
-            with open(self.log_path, "ab") as log:
-                log.write(f"\n=== start {' '.join(cmd)}\n".encode())
-                log.flush()
-                self.proc = subprocess.Popen(cmd, cwd=str(ROOT), stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT, env=env)
-            if self._wait_ready(READY_TIMEOUT):
-                return self
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-                raise RuntimeError(f"server did not answer /healthz within {READY_TIMEOUT}s\n"
-                                   f"{self.log_tail()}")
-            last_err = self.log_tail()
-            if "address already in use" not in last_err.lower() and "errno 98" not in last_err.lower():
-                break
-        raise RuntimeError(f"server exited before it was ready (rc={self.proc.returncode})\n{last_err}")
-
-    def _wait_ready(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                status, body, _ = http_get(self.port, "/healthz", timeout=0.5)
-                if status == 200 and body.strip() == b"ok" and self.proc.poll() is None:
-                    return True
-            except OSError:
-                pass
-            time.sleep(0.05)
-        return False
-
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM; returns the exit code (kills and raises when it hangs)."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return p.returncode if p is not None else 0
-        p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise AssertionError(f"server did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
-
-    def kill9(self) -> None:
-        p = self.proc
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            p.wait(10)
-
-    def restart(self) -> "ServerProc":
-        """Start again on the same data directory (after stop() or kill9())."""
-        return self.start()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    # -------------------------------------------------------------- addresses
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    @property
-    def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(lines[-n:])
 
 
 def _finish(server: ServerProc) -> None:

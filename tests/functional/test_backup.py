@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from conftest import PASSWORD
-from wsclient import dconv
+from harness.client import dconv
 
 
 async def test_backup_of_a_live_server_restores_everything(make_server, login, connect, tmp_path):

@@ -5,8 +5,8 @@ import subprocess
 import sys
 
 from conftest import PASSWORD, ROOT
-from netutil import free_port
-from wsclient import dconv
+from harness.net import free_port
+from harness.client import dconv
 
 
 def run_chatsrv(*args, stdin=None, timeout=30):

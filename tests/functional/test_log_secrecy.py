@@ -1,5 +1,5 @@
 """The server's log, even at debug level, never holds a password, a token or a message body."""
-from wsclient import dconv
+from harness.client import dconv
 
 
 async def test_no_secret_reaches_the_log(make_server, connect, login):

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from conftest import uname
-from wsclient import PASSWORD, Client
+from harness.client import PASSWORD, Client
 
 
 # ----------------------------------------------------------------------------- signup

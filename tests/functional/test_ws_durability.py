@@ -3,7 +3,7 @@ import asyncio
 import signal
 
 from conftest import uname
-from wsclient import PASSWORD, Client, ConnectionLost, dconv
+from harness.client import PASSWORD, Client, ConnectionLost, dconv
 
 FAST = ["--rate", "1000000", "--burst", "1000000"]
 

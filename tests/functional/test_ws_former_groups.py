@@ -2,7 +2,7 @@
 (`convs`/`history` with include_left, protocol §11.1), the new owner named in the system
 message of a hand-over, and mutes reported by `convs` (§12.1), over real sockets."""
 from conftest import uname
-from wsclient import now_ms
+from harness.client import now_ms
 
 
 async def _group(owner, members, name="trip"):

@@ -5,7 +5,7 @@ import pytest
 from picows import WSMsgType, WSCloseCode
 
 from conftest import uname
-from wsclient import PASSWORD, dconv
+from harness.client import PASSWORD, dconv
 
 
 async def _still_works(c):

@@ -6,7 +6,7 @@ import asyncio
 import re
 
 from conftest import uname
-from wsclient import dconv
+from harness.client import dconv
 
 GROUP_RE = re.compile(r"^g:[a-z2-7]{16}$")
 

@@ -2,7 +2,7 @@
 import asyncio
 
 from conftest import uname
-from wsclient import dconv
+from harness.client import dconv
 
 HIST_FIELDS = {"conv", "seq", "from", "body", "ts", "cid"}
 

@@ -7,7 +7,7 @@ import pytest
 from picows import WSHandshakeError
 
 from conftest import http_get, uname
-from wsclient import PASSWORD, Client, dconv
+from harness.client import PASSWORD, Client, dconv
 
 
 # ----------------------------------------------------------------------------- HTTP

@@ -4,7 +4,7 @@ import asyncio
 import pytest
 
 from conftest import uname
-from wsclient import PASSWORD, dconv, now_ms
+from harness.client import PASSWORD, dconv, now_ms
 
 MSG_FIELDS = {"ev", "inbox", "conv", "seq", "from", "body", "ts", "cid"}
 

@@ -3,7 +3,7 @@ password is checked, the new one works and the old one stops working, and other 
 are signed out only when asked."""
 import asyncio
 
-from wsclient import PASSWORD
+from harness.client import PASSWORD
 
 NEW = "a new password 2"
 

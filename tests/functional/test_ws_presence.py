@@ -6,7 +6,7 @@ import time
 import pytest
 
 from conftest import uname
-from wsclient import dconv, now_ms
+from harness.client import dconv, now_ms
 
 GRACE = 0.4          # --presence-grace for most tests
 TYPING = 0.8         # --typing-interval
@@ -209,7 +209,7 @@ _auth_clients = []
 
 
 async def _auth(srv, token):
-    from wsclient import Client
+    from harness.client import Client
     c = await Client.connect(srv.url)
     _auth_clients.append(c)
     await c.auth(token)

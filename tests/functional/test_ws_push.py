@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
 from conftest import ServerProc, _finish, http_get, uname
-from wsclient import dconv, now_ms
+from harness.client import dconv, now_ms
 
 SUBJECT = "mailto:ops@chatsrv.test"
 PUSH_ARGS = ["--rate", "100000", "--burst", "100000", "--login-failures", "1000",

@@ -1,7 +1,7 @@
 """A small asyncio test client for the chatsrv protocol v1, on picows.
 
-Written against the protocol contract only (docs in the issue), never against the
-server's code.  One `Client` is one WebSocket connection.
+Written against the protocol contract only (docs/protocol.md), never against the
+server's code: it also records every violation of that contract it sees (`violations`).  One `Client` is one WebSocket connection.
 
     c = await Client.connect(url)
     await c.ok("signup", user="alice", password="secret123")   # -> the ok dict

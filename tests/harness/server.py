@@ -1,0 +1,142 @@
+"""A server under test as a subprocess: `python -m chatsrv serve` on a free loopback port
+with its data directory, ready once /healthz answers, stopped with SIGTERM. Benchmarks
+subclass it for their bare servers (override `argv`) and pin it to a core (`cpu`)."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from .net import HOST, free_port, http_get
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 10.0
+
+
+class ServerProc:
+    """One server subprocess. `env` is added to this process's environment without its
+    CHATSRV_* variables (a developer's shell settings must not change a test); `cpu` pins
+    the server with taskset; `cwd` is the checkout whose chatsrv runs."""
+
+    name = "chatsrv"
+
+    def __init__(self, data_dir=None, args=(), env: Optional[dict] = None, log_path=None, *,
+                 cwd=ROOT, cpu: Optional[int] = None):
+        self.data_dir = Path(data_dir) if data_dir is not None else None
+        self.args = list(args)
+        self.extra_env = dict(env or {})
+        if log_path is None:
+            log_path = (self.data_dir.parent / f"{self.data_dir.name}.log" if self.data_dir is not None
+                        else Path(tempfile.mkstemp(prefix=f"{self.name}-", suffix=".log")[1]))
+        self.log_path = Path(log_path)
+        self.cwd = str(cwd)
+        self.cpu = cpu
+        self.proc: Optional[subprocess.Popen] = None
+        self.port: Optional[int] = None
+        self.expect_clean_exit = True
+
+    def argv(self, port: int) -> list[str]:
+        return [sys.executable, "-m", "chatsrv", "serve", "--host", HOST, "--port", str(port),
+                "--data", str(self.data_dir), *self.args]
+
+    # -------------------------------------------------------------- lifecycle
+    def start(self, port: Optional[int] = None, timeout: float = READY_TIMEOUT) -> "ServerProc":
+        """Starts and waits for /healthz; a port taken meanwhile is retried on another."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSRV_")}
+        env.update(self.extra_env)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        last_err = ""
+        for attempt in range(4):
+            self.port = port if (port is not None and attempt == 0) else free_port()
+            cmd = self.argv(self.port)
+            if self.cpu is not None and shutil.which("taskset"):
+                cmd = ["taskset", "-c", str(self.cpu), *cmd]    # taskset execs: the pid is the server's
+            with open(self.log_path, "ab") as log:
+                log.write(f"\n=== start {' '.join(cmd)}\n".encode())
+                log.flush()
+                self.proc = subprocess.Popen(cmd, cwd=self.cwd, stdin=subprocess.DEVNULL,
+                                             stdout=log, stderr=subprocess.STDOUT, env=env)
+            if self._wait_ready(timeout):
+                return self
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+                raise RuntimeError(f"{self.name} did not answer /healthz within {timeout}s\n{self.log_tail()}")
+            last_err = self.log_tail()
+            if "address already in use" not in last_err.lower() and "errno 98" not in last_err.lower():
+                break
+        raise RuntimeError(f"{self.name} exited before it was ready (rc={self.proc.returncode})\n{last_err}")
+
+    def _wait_ready(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False
+            try:
+                status, body, _ = http_get(self.port, "/healthz", timeout=0.5)
+                if status == 200 and body.strip() == b"ok" and self.proc.poll() is None:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM; returns the exit code (kills and raises when it hangs)."""
+        p = self.proc
+        if p is None or p.poll() is not None:
+            return p.returncode if p is not None else 0
+        p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            raise AssertionError(f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
+
+    def kill9(self) -> None:
+        p = self.proc
+        if p is not None and p.poll() is None:
+            p.send_signal(signal.SIGKILL)
+            p.wait(10)
+
+    def restart(self) -> "ServerProc":
+        """Start again on the same data directory (after stop() or kill9())."""
+        return self.start()
+
+    def __enter__(self) -> "ServerProc":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    # -------------------------------------------------------------- addresses
+    @property
+    def url(self) -> str:
+        return f"ws://{HOST}:{self.port}/ws"
+
+    @property
+    def origin(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def log_tail(self, n: int = 60) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return "\n".join(lines[-n:])
