@@ -913,7 +913,12 @@ const notifier = {
   tag(acct, conv) { return acct.user + '|' + conv; },
 
   /** A live message while the page is open: notify unless that chat is on screen or muted. */
-  async onMessage(acct, m) {
+  onMessage(acct, m) {
+    // one at a time: each replaces the previous notification of its chat and counts on it
+    this.chain = (this.chain || Promise.resolve()).then(() => this.show(acct, m)).catch(() => {});
+  },
+
+  async show(acct, m) {
     if (m.from === acct.user || m.sys || acct.pushPref !== 'on' || !this.reg) return;
     if (!('Notification' in window) || Notification.permission !== 'granted') return;
     const c = acct.convs.get(m.conv);

@@ -97,6 +97,8 @@ async function onReadPush(p) {
   }
 }
 
+let queue = Promise.resolve();
+
 self.addEventListener('push', (e) => {
   let p = null;
   try { p = e.data ? e.data.json() : null; } catch { p = null; }
@@ -108,8 +110,10 @@ self.addEventListener('push', (e) => {
       await writeState(state);
       await setBadge(state);
     }
-    if (p.type === 'msg') await onMessagePush(p, state);
-    else if (p.type === 'read') await onReadPush(p);
+    // pushes are handled one at a time: each replaces the notification of its chat and counts on it
+    queue = queue.then(() => (p.type === 'msg' ? onMessagePush(p, state) : p.type === 'read' ? onReadPush(p) : null))
+      .catch(() => {});
+    await queue;
   })());
 });
 
