@@ -100,7 +100,7 @@ function hue(name) {
 
 function avatar(el, name, isGroup) {
   el.textContent = (isGroup ? '#' : '') + (String(name || '?').replace(/^[^\p{L}\p{N}]+/u, '')[0] || '?').toUpperCase();
-  el.style.background = `hsl(${hue(name)} 55% 38%)`;
+  el.style.background = `hsl(${hue(name)} 55% 30%)`;   // white text stays readable (4.5:1) at any hue
   el.setAttribute('aria-hidden', 'true');
 }
 
@@ -213,6 +213,18 @@ function reconcile(box, items) {
   for (const n of [...box.children]) if (!keep.has(n)) n.remove();
 }
 
+const SVG_NS = 'http://www.w3.org/2000/svg';
+/** An icon from the sprite in index.html. */
+function icon(name) {
+  const s = document.createElementNS(SVG_NS, 'svg');
+  s.setAttribute('class', 'icon');
+  s.setAttribute('aria-hidden', 'true');
+  const u = document.createElementNS(SVG_NS, 'use');
+  u.setAttribute('href', '#i-' + name);
+  s.append(u);
+  return s;
+}
+
 function b64urlBytes(s) {
   const b = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (s.length % 4)) % 4));
   return Uint8Array.from(b, (ch) => ch.charCodeAt(0));
@@ -277,17 +289,21 @@ class Account {
   }
 
   saveCache() {
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.writeCache(), 500);
+  }
+
+  writeCache() {
     clearTimeout(this.saveTimer);
-    this.saveTimer = setTimeout(() => {
-      if (!this.token) return;
-      const convs = this.order.slice(0, CACHE_CONVS).map((id) => this.convs.get(id)).filter(Boolean).map((c) => {
-        const st = this.msgs.get(c.conv);
-        const msgs = st ? [...st.bySeq.values()].sort((a, b) => a.seq - b.seq).slice(-CACHE_MSGS) : [];
-        const { conv, kind, peer, name, last_seq, read_seq, unread, last, left, muted_until } = c;
-        return { conv, kind, peer, name, last_seq, read_seq, unread, last, left, muted_until, msgs };
-      });
-      lsSet(LS.cache(this.user), { convs });
-    }, 800);
+    this.saveTimer = null;
+    if (!this.token) return;
+    const convs = this.order.slice(0, CACHE_CONVS).map((id) => this.convs.get(id)).filter(Boolean).map((c) => {
+      const st = this.msgs.get(c.conv);
+      const msgs = st ? [...st.bySeq.values()].sort((x, y) => x.seq - y.seq).slice(-CACHE_MSGS) : [];
+      const { conv, kind, peer, name, last_seq, read_seq, unread, last, left, muted_until } = c;
+      return { conv, kind, peer, name, last_seq, read_seq, unread, last, left, muted_until, msgs };
+    });
+    lsSet(LS.cache(this.user), { convs });
   }
 
   // ---------------------------------------------------------------- socket
@@ -736,9 +752,9 @@ class Account {
   // ---------------------------------------------------------------- drafts
   setDraft(key, text) {
     if (!key) return;
+    if ((this.drafts[key] || '') === text) return;
     if (text) this.drafts[key] = text; else delete this.drafts[key];
-    clearTimeout(this.draftTimer);
-    this.draftTimer = setTimeout(() => lsSet(LS.drafts(this.user), this.drafts), 300);
+    lsSet(LS.drafts(this.user), this.drafts);    // at once: a reload may come any moment
   }
 
   // ---------------------------------------------------------------- sending
@@ -1258,7 +1274,7 @@ const app = {
                           dataset: { user: a.user }, onclick: () => this.switchTo(a) },
               av, h('span', { class: 'account-item-name', text: a.user }),
               h('span', { class: 'status-dot', dataset: { state: a.status }, title: a.status }),
-              n ? h('span', { class: 'badge', text: String(n), 'aria-label': `${n} unread` }) : null));
+              n ? h('span', { class: 'badge', text: String(n) }) : null));
         },
       };
     }));
@@ -1304,20 +1320,21 @@ const app = {
           const av = h('span', { class: 'avatar' });
           avatar(av, title, c.kind === 'group');
           if (online) av.append(h('span', { class: 'presence-dot' }));
-          const label = [title, online ? 'online' : '', unread ? `${unread} unread` : '', muted ? 'muted' : ''].filter(Boolean).join(', ');
+          const extra = [online ? 'online' : '', muted ? 'muted' : '', unread ? `${unread} unread` : ''].filter(Boolean).join(', ');
           return h('li', {},
             h('button', { type: 'button', class: 'conv-item' + (active ? ' active' : '') + (unread ? ' has-unread' : '') + (c.left ? ' left' : ''),
-                          'aria-current': active ? 'true' : null, 'aria-label': label,
+                          'aria-current': active ? 'true' : null,
                           dataset: { conv: id, title, kind: c.kind }, onclick: () => this.openConv(id) },
               av,
               h('span', { class: 'conv-main' },
                 h('span', { class: 'conv-top' },
                   h('span', { class: 'conv-title', text: title }),
-                  muted ? h('span', { class: 'muted-icon', title: fmtMute(c.muted_until), text: '🔕' }) : null,
+                  extra ? h('span', { class: 'sr-only', text: ` (${extra})` }) : null,
+                  muted ? h('span', { class: 'muted-icon', title: fmtMute(c.muted_until) }, icon('bell-off')) : null,
                   h('span', { class: 'conv-time', text: time })),
                 h('span', { class: 'conv-bottom' },
                   h('span', { class: 'conv-preview', text: preview }),
-                  unread ? h('span', { class: 'badge unread-badge' + (muted ? ' quiet' : ''), text: unread > 99 ? '99+' : String(unread) }) : null))));
+                  unread ? h('span', { class: 'badge unread-badge' + (muted ? ' quiet' : ''), 'aria-hidden': 'true', text: unread > 99 ? '99+' : String(unread) }) : null))));
         },
       };
     });
@@ -1365,7 +1382,8 @@ const app = {
     const mb = $('#mute-btn');
     mb.hidden = !(c && !c.left);
     if (c) {
-      mb.textContent = acct.muted(c) ? '🔕' : '🔔';
+      const name = acct.muted(c) ? 'bell-off' : 'bell';
+      if (mb.dataset.icon !== name) { mb.replaceChildren(icon(name)); mb.dataset.icon = name; }
       mb.setAttribute('aria-label', acct.muted(c) ? `Notifications muted (${fmtMute(c.muted_until)})` : 'Mute notifications');
     }
     if (c && c.kind === 'group' && !c.left && !c.info && !c.infoLoading && acct.synced) this.fetchInfo(acct, c);
@@ -1845,7 +1863,10 @@ const app = {
     window.addEventListener('online', () => { for (const a of this.accounts.values()) a.kick(); });
     window.addEventListener('hashchange', () => this.openFromHash());
     // leaving or reloading: ack what is stored now, so the next load does not replay it
-    window.addEventListener('pagehide', () => { this.saveDraft(); for (const a of this.accounts.values()) a.flushAck(); });
+    window.addEventListener('pagehide', () => {
+      this.saveDraft();
+      for (const a of this.accounts.values()) { a.flushAck(); if (a.saveTimer) a.writeCache(); }
+    });
     window.addEventListener('keydown', (e) => {
       if (e.key !== 'Escape') return;
       if (!$('#account-menu').hidden || !$('#mute-menu').hidden) { this.closeMenus(); return; }

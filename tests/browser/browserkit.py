@@ -166,6 +166,14 @@ class People:
             p.close()
 
 
+def first_message(sender: Person, receiver: Person, text: str):
+    """`sender` writes `text` to `receiver`, who opens the new chat and sees it."""
+    sender.start_chat(receiver.name)
+    sender.send(text)
+    receiver.open_conv(sender.name)
+    expect(receiver.message(text)).to_be_visible()
+
+
 @contextlib.contextmanager
 def people_on(browser, server):
     """People on `server`; at the end every page is closed and any JavaScript error any of

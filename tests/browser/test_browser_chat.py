@@ -175,6 +175,16 @@ def test_group_create_message_info(people, tmp_path):
     expect(b.message("hi from cat")).to_have_count(1)
     expect(b.page.locator("#messages .msg-sys").last).to_have_text(re.compile(re.escape(f"{a.name} removed {b.name}")))
 
+    # the owner leaves: the one left is told they own the group now, and the leaver keeps it to read
+    a.page.click("#info-btn")
+    a.page.click("#gi-leave")
+    a.page.click("#gi-leave")                            # the second click confirms
+    expect(c.page.locator("#messages .msg-sys").last).to_have_text(
+        re.compile(re.escape(f"{a.name} left. {c.name} is now the owner.")))
+    expect(a.page.locator("#banner")).to_have_text("You left this group. You can read what was said until then.")
+    c.page.click("#info-btn")
+    expect(c.page.locator("#gi-owner")).to_have_text(f"Owner: {c.name}")
+
 
 def test_history_pages_on_scroll_up(people):
     a = people.new("alice").signup()
