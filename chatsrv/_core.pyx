@@ -8,9 +8,9 @@ once, and queues its outgoing frames to leave in one write per loop iteration.
 `Router` holds who is connected, conversation membership and presence
 watchers, and fans events out: an event is encoded once and only the
 recipient's inbox position is spliced into the bytes. `Sender` takes a
-well-formed `send` to a known conversation from the frame to the writer, and
-`MessageStore` stores it inside the writer's transaction; every other request
-goes to the hub, once. Nothing here runs Python code per recipient.
+well-formed `send` to a known conversation from the frame to the writer (the
+store's compiled AppendMessage stores it inside the writer's transaction);
+every other request goes to the hub, once. Nothing here runs Python code per recipient.
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
@@ -24,7 +24,11 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
 
+from chatsrv.store.message cimport Appended, AppendMessage
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
+
+from chatsrv.proto.check cimport send_kind, SEND_NOT, SEND_TO
+from chatsrv.proto.encode cimport msg_layout, msg_inbox, MSG_INBOX_END, send_ok
 
 import logging
 
@@ -35,26 +39,10 @@ log = logging.getLogger("chatsrv.core")
 cdef object _dumps = orjson.dumps
 cdef object _loads = orjson.loads
 
-DEF DIGITS_END = 40      # len(prefix) + 20 digits: where an inbox number ends in the event buffer
-
-cdef bytes MSG_PREFIX = b'{"ev":"msg","inbox":'
-cdef Py_ssize_t MSG_PREFIX_LEN = 20
-
 cdef inline double _now() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
-cdef inline Py_ssize_t _put_digits(char* end, uint64_t v) noexcept:
-    """Writes v in decimal so that its last digit is just before `end`; returns the count."""
-    cdef Py_ssize_t n = 0
-    while True:
-        n += 1
-        end[-n] = <char>(48 + v % 10)
-        v //= 10
-        if v == 0:
-            return n
 
 
 cdef inline void _put_u64be(char* p, uint64_t v) noexcept:
@@ -62,29 +50,6 @@ cdef inline void _put_u64be(char* p, uint64_t v) noexcept:
     for i in range(8):
         p[7 - i] = <char>(v & 0xff)
         v >>= 8
-
-
-cdef inline uint64_t _get_u64be(const uint8_t* p) noexcept:
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(8):
-        v = (v << 8) | p[i]
-    return v
-
-
-cpdef bytes key_u64(bytes prefix, uint64_t v):
-    """prefix + big-endian v: the store's keys for inboxes and messages."""
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(prefix)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + 8)
-    cdef char* p = PyBytes_AS_STRING(out)
-    memcpy(p, PyBytes_AS_STRING(prefix), n)
-    _put_u64be(p + n, v)
-    return out
-
-
-cpdef uint64_t tail_u64(bytes key):
-    """The big-endian number in the last 8 bytes of a key."""
-    return _get_u64be(<const uint8_t*>PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(key) - 8)
 
 
 cdef class Conn(WSListener):
@@ -334,7 +299,7 @@ cdef class Conn(WSListener):
             self.hub.on_request(self, text)     # answers bad_request
             return
         if (self.authed and type(obj) is dict and self.router.sender is not None
-                and (<dict>obj).get("op") == "send" and self.router.sender.try_send(self, <dict>obj)):
+                and self.router.sender.try_send(self, <dict>obj)):
             return
         self.hub.on_object(self, obj)
 
@@ -373,7 +338,7 @@ cdef class Router:
         self.members = {}
         self.watchers = {}
         self.write_limit = write_limit
-        self._buf = bytearray(DIGITS_END)
+        self._buf = bytearray()
 
     cdef int queue_flush(self, Conn c) except -1:
         self._dirty.append(c)
@@ -504,49 +469,41 @@ cdef class Router:
         """Sends one stored message to every connection of every member.
 
         members[i] got the message at inbox position positions[i]; record is the
-        stored `"conv":...}` tail. The event is built once; per recipient only the
-        inbox digits and the constant prefix are rewritten in front of it.
+        stored `"conv":...}` tail. The event is laid out once (proto's encoder); per
+        recipient only the inbox digits and the constant prefix are rewritten.
         """
-        cdef Py_ssize_t i, nd, off, sent = 0
-        cdef Py_ssize_t rlen = PyBytes_GET_SIZE(record)
-        cdef bytearray buf = self._buf
-        cdef char* p
+        cdef Py_ssize_t i, start, sent = 0
+        cdef Py_ssize_t end = MSG_INBOX_END + 1 + PyBytes_GET_SIZE(record)
+        cdef char* p = msg_layout(self._buf, record)
         cdef uint64_t pos
         cdef list conns
         cdef Conn c
-        PyByteArray_Resize(buf, DIGITS_END + 1 + rlen)
-        p = PyByteArray_AS_STRING(buf)
-        p[DIGITS_END] = b','
-        memcpy(p + DIGITS_END + 1, PyBytes_AS_STRING(record), rlen)
         for i in range(len(members)):
             conns = self.users.get(members[i])
             if conns is None:
                 continue
             pos = positions[i]
-            nd = _put_digits(p + DIGITS_END, pos)
-            off = DIGITS_END - nd - MSG_PREFIX_LEN
-            memcpy(p + off, PyBytes_AS_STRING(MSG_PREFIX), MSG_PREFIX_LEN)
+            start = msg_inbox(p, pos)
             for c in conns:
                 if c is exclude or c.replaying or pos <= c.last_sent or not self._writable(c):
                     continue
-                c.put(p + off, DIGITS_END + 1 + rlen - off)
+                c.put(p + start, end - start)
                 c.last_sent = pos
                 sent += 1
         self.n_messages += 1
         self.n_delivered += sent
         return sent
 
-    cpdef fanout(self, tuple result, Conn exclude, list members_after):
-        """Delivers a committed message (a store() result) to its members' connections
-        and hands it to push; nothing for a deduplicated one."""
-        if result[0]:
+    cpdef fanout(self, Appended result, Conn exclude, list members_after):
+        """Delivers a committed message to its members' connections and hands it to
+        push; nothing for a deduplicated one."""
+        if result.dup:
             return
-        conv = result[1]
-        members = result[7]
-        self.members[conv] = members if members_after is None else members_after
-        self.deliver(members, result[6], result[5], exclude)
+        members = result.members
+        self.members[result.conv] = members if members_after is None else members_after
+        self.deliver(members, result.positions, result.record, exclude)
         if self.push is not None:
-            self.push.on_message(members, result[5])
+            self.push.on_message(members, result.record)
 
     cpdef Py_ssize_t broadcast(self, users, bytes data, Conn exclude=None, str skip_user=None):
         """Sends the same event bytes to every connection of each user in `users`,
@@ -561,196 +518,26 @@ cdef class Router:
         return sent
 
 
-cpdef list append_inboxes(txn, inbox_db, list members, dict heads, head_of, bytes mkey):
-    """Appends message key `mkey` to each member's inbox inside the write txn.
-
-    `members` are user names; `heads` caches each inbox's head and
-    `head_of(txn, user)` loads one on a miss. Returns the new positions.
-    """
-    cdef list out = []
-    cdef uint64_t h
-    cdef Py_ssize_t n
-    cdef bytes key, mb
+cpdef uint64_t replay(Conn c, list positions, list records):
+    """Sends backlog entries (the store's inbox_after: positions and stored records) to c
+    as `msg` events. Returns the position of the last one sent, or 0."""
+    cdef Py_ssize_t i, start
+    cdef uint64_t pos = 0
+    cdef bytearray buf = bytearray()
     cdef char* p
-    put = txn.put
-    for m in members:
-        cached = heads.get(m)
-        h = (head_of(txn, m) if cached is None else cached) + 1
-        heads[m] = h
-        mb = (<str>m).encode()
-        n = PyBytes_GET_SIZE(mb)
-        key = PyBytes_FromStringAndSize(NULL, n + 9)
-        p = PyBytes_AS_STRING(key)
-        memcpy(p, PyBytes_AS_STRING(mb), n)
-        p[n] = 0
-        _put_u64be(p + n + 1, h)
-        put(key, mkey, db=inbox_db)
-        out.append(h)
-    return out
-
-
-cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t after, Py_ssize_t max_n):
-    """Sends up to max_n `msg` events from c.user's inbox after position `after`.
-
-    Returns (count sent, position of the last one sent, or `after`).
-    """
-    cdef Py_ssize_t n = 0, nd, off, rlen
-    cdef uint64_t pos = after
-    cdef bytearray buf = bytearray(DIGITS_END + 1)
-    cdef char* p
-    cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
-    cdef bytes k, rec
-    cur = txn.cursor(db=inbox_db)
-    get = txn.get
-    if not cur.set_range(key_u64(user_prefix, after + 1)):
-        return (0, after)
-    while n < max_n:
-        k = cur.key()
-        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix:
-            break
-        pos = tail_u64(k)
-        rec = get(cur.value(), db=msgs_db)
-        rlen = PyBytes_GET_SIZE(rec)
-        PyByteArray_Resize(buf, DIGITS_END + 1 + rlen)
-        p = PyByteArray_AS_STRING(buf)
-        nd = _put_digits(p + DIGITS_END, pos)
-        off = DIGITS_END - nd - MSG_PREFIX_LEN
-        memcpy(p + off, PyBytes_AS_STRING(MSG_PREFIX), MSG_PREFIX_LEN)
-        p[DIGITS_END] = b','
-        memcpy(p + DIGITS_END + 1, PyBytes_AS_STRING(rec), rlen)
-        c.put(p + off, DIGITS_END + 1 + rlen - off)
+    cdef bytes rec
+    for i in range(len(positions)):
+        pos = positions[i]
+        rec = records[i]
+        p = msg_layout(buf, rec)
+        start = msg_inbox(p, pos)
+        c.put(p + start, MSG_INBOX_END + 1 + PyBytes_GET_SIZE(rec) - start)
         c.last_sent = pos
-        n += 1
-        if not cur.next():
-            break
-    return (n, pos)
-
-
-cpdef dict inbox_span(txn, inbox_db, bytes user_prefix, uint64_t after, uint64_t upto, bint direct_only):
-    """{conv: (seq, pos)} of the newest entry of each conversation among inbox positions
-    (after, upto]. In an inbox a conversation's messages are in seq order, so the
-    last entry seen holds both its highest seq and its highest position."""
-    cdef dict out = {}
-    cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
-    cdef bytes k, v
-    cdef uint64_t pos
-    cur = txn.cursor(db=inbox_db)
-    if not cur.set_range(key_u64(user_prefix, after + 1)):
-        return out
-    while True:
-        k = cur.key()
-        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix:
-            break
-        pos = tail_u64(k)
-        if pos > upto:
-            break
-        v = cur.value()
-        if not direct_only or v[:2] == b"d:":
-            out[PyUnicode_DecodeUTF8(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v) - 9, NULL)] = (tail_u64(v), pos)
-        if not cur.next():
-            break
-    return out
+    return pos
 
 
 # --- the send path: one request in, one stored message, fan-out and reply out,
 # with no Python code run per message once a conversation is known
-
-cdef class MessageStore:
-    """Stores a message inside the writer's transaction (runs in the writer thread).
-
-    The caches are the writer's: conv -> last seq, user -> inbox head, conv ->
-    members. They are derived from the store and cleared by the writer whenever
-    a transaction aborts."""
-
-    cdef public dict heads
-    cdef public dict seqs
-    cdef public dict members
-    cdef object writer
-    cdef object msgs_db, inbox_db, reads_db, cids_db
-    cdef object record
-    cdef object refused
-
-    def __init__(self, writer, store, record, refused):
-        self.writer = writer
-        self.heads = writer.heads
-        self.seqs = writer.seqs
-        self.members = writer.members
-        self.msgs_db = store.msgs
-        self.inbox_db = store.inbox
-        self.reads_db = store.reads
-        self.cids_db = store.cids
-        self.record = record
-        self.refused = refused
-
-    cpdef tuple store(self, txn, str user, str conv, body, cid, new_conv=None, sys=None, list members=None):
-        """Stores a message and appends it to every member's inbox.
-
-        The sender must be a member (checked here, against the store, so a send
-        that raced a removal is refused); `members` overrides the recipients for
-        system messages. Returns (dup, conv, seq, ts, inbox, record, positions,
-        members), inbox being the sender's own position: a cid seen before gives
-        dup=True with the first send's conv, seq, ts and inbox, and stores nothing."""
-        cdef bytes user_b = user.encode()
-        cdef bytes conv_b = conv.encode()
-        cdef bytes ck = None, mkey, record
-        cdef uint64_t seq, mine = 0
-        cdef list positions
-        get = txn.get
-        put = txn.put
-        if cid is not None:
-            ck = user_b + b"\0" + (<str>cid).encode()
-            prev = get(ck, None, self.cids_db)
-            if prev is not None:
-                c2, s2, t2, m2 = _loads(prev)
-                return (True, c2, s2, t2, m2, None, None, None)
-        if members is None:
-            if new_conv is not None:
-                self.writer.create_conv(txn, conv, new_conv)
-            members = self.members.get(conv_b)
-            if members is None:
-                members = self.writer.members_of(txn, conv_b)
-            if members is None or user not in members:
-                raise self.refused()
-        last = self.seqs.get(conv_b)
-        seq = (self.writer.last_seq(txn, conv_b) if last is None else last) + 1
-        ts = _now_ms()
-        record = self.record(conv, seq, user, ts, body, cid, sys)
-        mkey = key_u64(conv_b + b"\0", seq)
-        put(mkey, record, True, True, False, self.msgs_db)
-        self.seqs[conv_b] = seq
-        positions = append_inboxes(txn, self.inbox_db, members, self.heads, self.writer.head_of, mkey)
-        if user in members:
-            put(user_b + b"\0" + conv_b, key_u64(b"", seq), True, True, False, self.reads_db)
-            mine = positions[members.index(user)]
-        if ck is not None:
-            put(ck, _dumps([conv, seq, ts, mine]), True, True, False, self.cids_db)
-        return (False, conv, seq, ts, mine, record, positions, members)
-
-
-cdef inline uint64_t _now_ms():
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <uint64_t>ts.tv_sec * 1000 + <uint64_t>(ts.tv_nsec // 1000000)
-
-
-@cython.final
-cdef class StoreMessage:
-    """A writer job: MessageStore.store with its arguments."""
-    cdef MessageStore ms
-    cdef str user, conv
-    cdef object body, cid, new_conv
-
-    def __init__(self, MessageStore ms, str user, str conv, body, cid, new_conv=None):
-        self.ms = ms
-        self.user = user
-        self.conv = conv
-        self.body = body
-        self.cid = cid
-        self.new_conv = new_conv
-
-    def __call__(self, txn):
-        return self.ms.store(txn, self.user, self.conv, self.body, self.cid, self.new_conv)
-
 
 @cython.final
 cdef class SendDone:
@@ -766,74 +553,47 @@ cdef class SendDone:
         self.hub = hub
         self.t0 = _now()
 
-    def __call__(self, tuple result, error):
+    def __call__(self, Appended result, error):
         if error is not None:
             self.hub.write_failed(self.conn, self.rid, error)
             return
         self.hub.send_latency.observe(_now() - self.t0)
         self.conn.router.fanout(result, self.conn, None)
-        self.conn.send(_dumps({"id": self.rid, "ok": {"conv": result[1], "seq": result[2], "ts": result[3],
-                                                      "inbox": result[4]}}))
-
-
-cdef inline bint _user_name(object v):
-    """^[a-z0-9_]{3,32}$"""
-    cdef str s
-    cdef Py_UCS4 ch
-    if type(v) is not str:
-        return False
-    s = <str>v
-    if not 3 <= len(s) <= 32:
-        return False
-    for ch in s:
-        if not (ch == u'_' or u'a' <= ch <= u'z' or u'0' <= ch <= u'9'):
-            return False
-    return True
+        self.conn.send(send_ok(self.rid, result.conv, result.seq, result.ts, result.inbox))
 
 
 @cython.final
 cdef class Sender:
-    """Takes a well-formed `send` to a known conversation straight from the frame to
-    the writer. Anything else (a new conversation, a malformed or refused request)
-    returns False and takes the hub's path, which gives the exact answer."""
+    """Takes a well-formed `send` (proto's compiled check decides that) to a known
+    conversation straight from the frame to the writer. Anything else (a new
+    conversation, a malformed or refused request) returns False and takes the hub's
+    path, which gives the exact answer."""
     cdef Router router
     cdef object hub
     cdef object writer
-    cdef MessageStore ms
     cdef Py_ssize_t max_body
 
-    def __init__(self, Router router, hub, writer, MessageStore ms, Py_ssize_t max_body):
+    def __init__(self, Router router, hub, writer, Py_ssize_t max_body):
         self.router = router
         self.hub = hub
         self.writer = writer
-        self.ms = ms
         self.max_body = max_body
 
     cdef bint try_send(self, Conn c, dict d) except -1:
-        rid = d.get("id")
-        if rid is not None and type(rid) is not int and type(rid) is not str:
+        cdef int kind = send_kind(d, self.max_body)
+        if kind == SEND_NOT:
             return False
-        body = d.get("body")
-        cid = d.get("cid")
-        to = d.get("to")
-        conv = d.get("conv")
-        if type(body) is not str or type(cid) is not str:
-            return False
-        if len(<str>body) == 0 or not 1 <= len(<str>cid) <= 64:
-            return False
-        if len(<str>body) * 4 > self.max_body and len((<str>body).encode()) > self.max_body:
-            return False
-        if to is not None:
-            if conv is not None or not _user_name(to) or to == c.user:
-                return False
+        if kind == SEND_TO:
+            to = <str>d["to"]
             conv = ("d:" + c.user + ":" + to) if c.user < to else ("d:" + to + ":" + c.user)
-        elif type(conv) is not str or not 1 <= len(<str>conv) <= 100:
-            return False
+        else:
+            conv = d["conv"]
         members = self.router.members.get(conv)
         if members is None or c.user not in members:
             return False
         try:
-            self.writer.submit(StoreMessage(self.ms, c.user, conv, body, cid), SendDone(c, rid, self.hub))
+            self.writer.submit(AppendMessage(c.user, conv, d["body"], d["cid"]),
+                               SendDone(c, d.get("id"), self.hub))
         except RuntimeError:        # shutting down: the hub answers unavailable
             return False
         return True

@@ -102,7 +102,7 @@ def main(argv=None):
         return adduser(cfg.data, args.user)
     if args.cmd == "backup":
         from .datadir import NoDatabase
-        from .store import backup
+        from .store.lmdb import backup
 
         try:
             backup(cfg.data, args.dest)
@@ -117,10 +117,10 @@ def main(argv=None):
 def adduser(data, user):
     import getpass
 
-    from . import protocol as P
+    from . import proto as P
     from .auth import Passwords
     from .datadir import NoDatabase, require_database
-    from .store import add_user
+    from .store.lmdb import add_user
 
     try:
         require_database(data)
