@@ -30,7 +30,8 @@ def b64url_dec(s):
 # ----------------------------------------------------------------------------- the stand-in
 class PushService:
     """A Web Push service stand-in. Each subscription is a path /push/<sid> with a mode:
-    "ok" (201), "gone" (410), "hang" (answers nothing until released or 10 s)."""
+    "ok" (201), "gone" (410), "hang" (answers nothing until released or 10 s), "failN" (503 for
+    the first N), "redirect:SID" (307 to that subscription)."""
 
     def __init__(self):
         self.subs = {}          # sid -> {"priv", "auth", "mode"}
@@ -55,7 +56,12 @@ class PushService:
                 status = svc.handle(sid, dict(self.headers.items()), body)
                 if status is None:
                     return
+                location = None
+                if type(status) is tuple:
+                    status, location = status
                 self.send_response(status)
+                if location is not None:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -109,6 +115,8 @@ class PushService:
         mode = sub["mode"]
         if mode == "gone":
             return 410
+        if mode.startswith("redirect:"):   # "redirect:SID": 307 to that subscription's path
+            return 307, f"http://127.0.0.1:{self.port}/push/{mode[9:]}"
         if mode.startswith("fail"):      # "failN": 503 for the first N requests, then 201
             return 503 if len(self.received[sid]) <= int(mode[4:]) else 201
         if mode == "hang":
