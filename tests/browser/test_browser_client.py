@@ -59,8 +59,12 @@ def test_layout_drafts_links_and_phone_enter(people, device):
     expect(a.page.locator("#new-group-btn")).to_be_in_viewport()
     assert_fits(a.page, "the conversation list")
 
+    # by keyboard: a conversation is a button in the tab order
+    a.conv_item(group).focus()
+    a.page.keyboard.press("Enter")
+    expect(a.page.locator("#chat-title")).to_have_text(group)
+
     # links: http and https only, opened apart from this page
-    a.open_conv(group)
     links = a.page.locator("#messages .msg-body a")
     expect(links).to_have_count(2)
     assert [links.nth(i).get_attribute("href") for i in range(2)] == ["https://example.com/a?b=1", "http://127.0.0.1:9/p"]

@@ -20,11 +20,17 @@ from .browserkit import DESKTOP, PHONE, Server, people_on
 
 QUIET = 1.0      # seconds to wait when asserting that nothing arrives
 
-# pushManager.subscribe/getSubscription answer with the stand-in's endpoint and keys
+# pushManager.subscribe/getSubscription answer with the stand-in's endpoint and keys; the
+# permission prompt is counted (the context grants the permission itself)
 STUB = """(() => {
   const SUB = %s;
   let current = null;
   if (!self.PushManager) return;
+  const ask = Notification.requestPermission.bind(Notification);
+  Notification.requestPermission = (...args) => {
+    window.__permissionAsks = (window.__permissionAsks || 0) + 1;
+    return ask(...args);
+  };
   PushManager.prototype.subscribe = async function (opts) {
     window.__pushSubscribes = (window.__pushSubscribes || 0) + 1;
     current = {
@@ -123,10 +129,13 @@ def test_notifications_reach_a_closed_page_clear_on_read_and_respect_mute(ppl, p
     offer = a.page.locator("#push-offer")
     expect(offer).to_be_visible()
     expect(offer).to_contain_text(a.name)
-    assert a.page.evaluate("window.__pushSubscribes || 0") == 0
+    a.page.reload()                                     # a load never asks either
+    expect(offer).to_be_visible()
+    assert a.page.evaluate("[window.__permissionAsks || 0, window.__pushSubscribes || 0]") == [0, 0]
     a.page.click("#push-offer-yes")
     expect(offer).to_be_hidden()
     a.page.wait_for_function("window.__pushSubscribes === 1")
+    assert a.page.evaluate("window.__permissionAsks") == 1
     expect(a.page.locator("#toast")).to_have_text(f"Notifications are on for {a.name}.")
 
     # page open, chat not on screen: the page shows the notification itself, one per chat
