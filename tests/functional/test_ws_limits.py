@@ -110,6 +110,7 @@ async def test_rate_limit_abuse_closes_1008(make_server, connect):
 async def test_auth_timeout_closes_idle_unauthenticated(make_server, connect):
     srv = make_server("--auth-timeout", "1")
     idle = await connect(srv)
+    t0 = time.monotonic()                         # the server's timer for `idle` started before this
     busy = await connect(srv)                     # talks but never authenticates
     await busy.signup(uname("busy"))
     authed = await connect(srv)
@@ -117,7 +118,6 @@ async def test_auth_timeout_closes_idle_unauthenticated(make_server, connect):
     await authed.signup(name)
     await authed.login(name, PASSWORD, "d1")
     await authed.backlog()
-    t0 = time.monotonic()
     assert await idle.closed(4) == 1008
     assert await busy.closed(4) == 1008
     assert 0.5 <= idle.disconnected_at - t0 <= 3.0
