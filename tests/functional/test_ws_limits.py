@@ -190,7 +190,9 @@ async def test_map_full_answers_unavailable_and_keeps_data(make_server, connect)
 
 # ----------------------------------------------------------------------------- config
 async def test_env_vars_configure_server(make_server, connect):
-    srv = make_server(env={"CHATSRV_MAX_MESSAGE_BYTES": "100", "CHATSRV_AUTH_TIMEOUT": "1"})
+    # 3 s, not the default 10: `idle` below must be closed within 7 s; long enough for c
+    # to sign up twice and log in on a loaded machine before its own timer fires
+    srv = make_server(env={"CHATSRV_MAX_MESSAGE_BYTES": "100", "CHATSRV_AUTH_TIMEOUT": "3"})
     c = await connect(srv)
     a, b = uname("enva"), uname("envb")
     await c.signup(a)
@@ -200,7 +202,7 @@ async def test_env_vars_configure_server(make_server, connect):
     assert (await c.send_msg("x" * 100, to=b))["seq"] == 1
     assert await c.err("send", to=b, body="x" * 101, cid="big") == "too_large"
     idle = await connect(srv)
-    assert await idle.closed(4) == 1008
+    assert await idle.closed(7) == 1008
 
 
 async def test_max_message_bytes_option(make_server, connect):
