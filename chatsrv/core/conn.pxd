@@ -35,11 +35,15 @@ cdef class Conn(WSListener):
     cdef public object extra            # hub-owned per-connection data (watches and such)
     cdef public double last_rx          # monotonic time of the last frame received
     cdef public double ping_sent        # when the unanswered keepalive ping went out, else 0
+    # --echo-path: messages (text or binary) go back to the peer instead of to the hub, through
+    # this same frame layer, so a WebSocket conformance suite tests what the chat runs on
+    cdef public bint echo
 
     cdef bytearray _frag     # a fragmented message so far
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
     cdef bint _queued        # in the router's list of connections to flush
     cdef bint _in_frag
+    cdef bint _frag_binary
     cdef double _frag_since  # when the unfinished fragmented message began
     cdef Py_ssize_t _max_frame
     cdef Bucket _bucket
@@ -55,9 +59,11 @@ cdef class Conn(WSListener):
     cpdef Py_ssize_t backlog(self)
     cpdef uint64_t replay(self, list positions, list records)
     cdef int put(self, const char* data, Py_ssize_t n) except -1
+    cdef int _put_frame(self, unsigned char first, const char* data, Py_ssize_t n) except -1
     cdef int flush(self, bint force) except -1
     cdef bint _hold_frag(self, Py_ssize_t n) except -1
     cdef _drop_frag(self)
     cdef bint _take_token(self) noexcept
     cdef _answer_close(self, WSFrame frame)
-    cdef _message(self, const char* data, Py_ssize_t size)
+    cdef _answer_peer_close(self, int code, bytes reason)
+    cdef _message(self, const char* data, Py_ssize_t size, bint binary)
