@@ -217,3 +217,20 @@ def test_a_pong_answers_the_ping(loop):
     w.router.keepalive([w.conn], 0.0, 10.0, 10.0)
     w.feed(frame(WSMsgType.PONG, b""))
     assert w.conn.ping_sent == 0
+
+
+def test_the_echo_path_returns_messages_through_the_same_frame_layer(loop):
+    w = Wire(loop)
+    w.conn.echo = True
+    w.feed(frame(WSMsgType.BINARY, b"\x00\x01"))
+    w.feed(text_frame("hé"))
+    w.feed(frame(WSMsgType.BINARY, b"ab", fin=False))
+    w.feed(frame(WSMsgType.CONTINUATION, b"cd"))
+    assert frames(w.out()) == [(0x2, True, b"\x00\x01"), (0x1, True, "hé".encode()), (0x2, True, b"abcd")]
+    assert w.hub.objects == [] and w.hub.texts == []
+
+
+def test_a_close_with_reserved_bits_is_answered_1002_and_the_socket_closed(loop):
+    w = Wire(loop)
+    w.feed(frame(WSMsgType.CLOSE, b"\x03\xe8", rsv1=True))
+    assert close_code(w.out()) == 1002 and w.fake.closed
