@@ -62,14 +62,16 @@ class FileRecord:
 
 
 class FileIndex(Protocol):
-    """Persistence of records, one transaction's view. The store implements it; every
-    method runs inside the writer's transaction (or a read transaction for get)."""
+    """Persistence of records, one transaction's view: the store's Reader (the reads)
+    and WriteTxn (all of it) implement it, with names that stand out among theirs."""
 
-    def get(self, file_id: str) -> FileRecord | None: ...
-    def put(self, rec: FileRecord) -> None: ...
-    def delete(self, file_id: str) -> None: ...
-    def usage(self, user: str) -> int: ...                  # bytes of the user's records
-    def add_usage(self, user: str, delta: int) -> None: ...
+    def file(self, file_id: str) -> FileRecord | None: ...
+    def file_usage(self, user: str) -> int: ...             # bytes of the user's records
+    def referenced_blobs(self) -> set[str]: ...             # every sha256 with a count above 0
+    def unsent_files(self, before_ts: int) -> list[FileRecord]: ...  # no refs, uploaded before
+    def put_file(self, rec: FileRecord) -> None: ...
+    def delete_file(self, file_id: str) -> None: ...
+    def add_file_usage(self, user: str, delta: int) -> None: ...
     def add_blob_ref(self, sha256: str, delta: int) -> int: ...   # the new count
 
 
@@ -81,8 +83,8 @@ class Catalog:
     @staticmethod
     def add(index: FileIndex, rec: FileRecord):
         """A completed upload: its record, its user's usage and its blobs' counts."""
-        index.put(rec)
-        index.add_usage(rec.user, rec.size)
+        index.put_file(rec)
+        index.add_file_usage(rec.user, rec.size)
         for sha in rec.blobs():
             index.add_blob_ref(sha, 1)
 
@@ -93,13 +95,13 @@ class Catalog:
         file is refused alike (FileError not_found), and then nothing is changed."""
         recs = []
         for fid in file_ids:
-            rec = index.get(fid)
+            rec = index.file(fid)
             if rec is None or rec.user != user:
                 raise FileError("not_found", f"no file {fid} of yours")
             recs.append(rec)
         for rec in recs:
             rec.refs[conv] = rec.refs.get(conv, 0) + 1
-            index.put(rec)
+            index.put_file(rec)
         return recs
 
     @staticmethod
@@ -108,14 +110,14 @@ class Catalog:
         A file no message references any more is forgotten."""
         freed = []
         for fid in file_ids:
-            rec = index.get(fid)
+            rec = index.file(fid)
             if rec is None or rec.refs.get(conv, 0) <= 0:
                 continue
             rec.refs[conv] -= 1
             if rec.refs[conv] == 0:
                 del rec.refs[conv]
             if rec.refs:
-                index.put(rec)
+                index.put_file(rec)
             else:
                 freed += Catalog.forget(index, rec)
         return freed
@@ -124,6 +126,6 @@ class Catalog:
     def forget(index: FileIndex, rec: FileRecord):
         """Removes a record (a file no message carries, or an upload never sent) and
         returns the blobs it held last."""
-        index.delete(rec.id)
-        index.add_usage(rec.user, -rec.size)
+        index.delete_file(rec.id)
+        index.add_file_usage(rec.user, -rec.size)
         return [sha for sha in rec.blobs() if index.add_blob_ref(sha, -1) <= 0]

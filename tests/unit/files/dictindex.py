@@ -1,5 +1,5 @@
-"""A FileIndex over dicts, to test the catalog's rules before the store implements
-the interface (records are copied in and out, as a database would)."""
+"""A FileIndex over dicts, to test the catalog's rules apart from the store (records
+are copied in and out, as a database would)."""
 from chatsrv.files import FileRecord
 
 
@@ -9,20 +9,27 @@ class DictIndex:
         self.usages = {}
         self.blob_refs = {}
 
-    def get(self, file_id):
+    def file(self, file_id):
         raw = self.files.get(file_id)
         return FileRecord.from_bytes(raw) if raw is not None else None
 
-    def put(self, rec):
-        self.files[rec.id] = rec.to_bytes()
-
-    def delete(self, file_id):
-        del self.files[file_id]
-
-    def usage(self, user):
+    def file_usage(self, user):
         return self.usages.get(user, 0)
 
-    def add_usage(self, user, delta):
+    def referenced_blobs(self):
+        return set(self.blob_refs)
+
+    def unsent_files(self, before_ts):
+        recs = [FileRecord.from_bytes(raw) for raw in self.files.values()]
+        return [r for r in recs if not r.refs and r.ts < before_ts]
+
+    def put_file(self, rec):
+        self.files[rec.id] = rec.to_bytes()
+
+    def delete_file(self, file_id):
+        del self.files[file_id]
+
+    def add_file_usage(self, user, delta):
         self.usages[user] = self.usages.get(user, 0) + delta
 
     def add_blob_ref(self, sha, delta):

@@ -29,9 +29,9 @@ def test_only_the_uploader_attaches_and_nothing_changes_on_refusal():
     assert e.value.code == "not_found"
     with pytest.raises(FileError):
         Catalog.attach(ix, ["nope"], "alice", "g:x")
-    assert ix.get("f1").refs == {}
+    assert ix.file("f1").refs == {}
     [r] = Catalog.attach(ix, ["f1"], "alice", "g:x")
-    assert r.refs == {"g:x": 1} and ix.get("f1").refs == {"g:x": 1}
+    assert r.refs == {"g:x": 1} and ix.file("f1").refs == {"g:x": 1}
 
 
 def test_readers_are_the_uploader_and_members_of_its_conversations():
@@ -40,7 +40,7 @@ def test_readers_are_the_uploader_and_members_of_its_conversations():
     members = {"g:x": {"alice", "bob"}, "g:y": {"alice", "carol"}}
 
     def may(user):
-        return ix.get("f1").may_read(user, lambda conv: user in members.get(conv, ()))
+        return ix.file("f1").may_read(user, lambda conv: user in members.get(conv, ()))
 
     assert may("alice") and not may("bob") and not may("carol")
     Catalog.attach(ix, ["f1"], "alice", "g:x")
@@ -53,23 +53,23 @@ def test_bytes_are_freed_with_the_last_reference():
     ix = DictIndex()
     Catalog.add(ix, rec("f1", size=10, thumb="c" * 64))
     Catalog.add(ix, rec("f2", size=7))            # same content uploaded again
-    assert ix.usage("alice") == 17 and ix.blob_refs == {"a" * 64: 2, "c" * 64: 1}
+    assert ix.file_usage("alice") == 17 and ix.blob_refs == {"a" * 64: 2, "c" * 64: 1}
     Catalog.attach(ix, ["f1"], "alice", "d:alice:bob")
     Catalog.attach(ix, ["f1"], "alice", "d:alice:bob")   # sent twice
     Catalog.attach(ix, ["f1"], "alice", "g:x")
     Catalog.attach(ix, ["f2"], "alice", "g:x")
     assert Catalog.detach(ix, ["f1"], "d:alice:bob") == []
     assert Catalog.detach(ix, ["f1"], "d:alice:bob") == []
-    assert ix.get("f1").refs == {"g:x": 1}
+    assert ix.file("f1").refs == {"g:x": 1}
     assert Catalog.detach(ix, ["f1"], "d:alice:bob") == []   # no such reference left: ignored
     assert Catalog.detach(ix, ["f1"], "g:x") == ["c" * 64]  # the content is still f2's
-    assert ix.get("f1") is None and ix.usage("alice") == 7
+    assert ix.file("f1") is None and ix.file_usage("alice") == 7
     assert Catalog.detach(ix, ["f2"], "g:x") == ["a" * 64]
-    assert ix.usage("alice") == 0 and ix.blob_refs == {} and ix.files == {}
+    assert ix.file_usage("alice") == 0 and ix.blob_refs == {} and ix.files == {}
 
 
 def test_an_upload_never_sent_is_forgotten_with_its_bytes():
     ix = DictIndex()
     Catalog.add(ix, rec("f1"))
-    assert Catalog.forget(ix, ix.get("f1")) == ["a" * 64]
-    assert ix.files == {} and ix.usage("alice") == 0
+    assert Catalog.forget(ix, ix.file("f1")) == ["a" * 64]
+    assert ix.files == {} and ix.file_usage("alice") == 0
