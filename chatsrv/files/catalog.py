@@ -14,6 +14,7 @@ from typing import Protocol
 
 import orjson
 
+from ..proto.errors import NOT_FOUND
 from .errors import FileError
 
 
@@ -97,7 +98,7 @@ class Catalog:
         for fid in file_ids:
             rec = index.file(fid)
             if rec is None or rec.user != user:
-                raise FileError("not_found", f"no file {fid} of yours")
+                raise FileError(NOT_FOUND, f"no file {fid} of yours")
             recs.append(rec)
         for rec in recs:
             rec.refs[conv] = rec.refs.get(conv, 0) + 1

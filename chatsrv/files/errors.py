@@ -1,4 +1,4 @@
-"""The one error type of chatsrv.files: a protocol error code (docs/protocol.md §4)
+"""The one error type of chatsrv.files: a protocol error code (chatsrv.proto.errors)
 and a message safe to show the client (never a path or a file's bytes)."""
 
 

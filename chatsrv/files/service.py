@@ -13,6 +13,7 @@ import logging
 import os
 import time
 
+from ..proto.errors import BAD_REQUEST, NOT_FOUND, TOO_LARGE, UNAVAILABLE
 from . import blob_root
 from .blobs import Blobs
 from .catalog import Catalog
@@ -53,7 +54,7 @@ class Files:
         refused and the upload (if any) dropped: the upload_failed event to send.
         Frames of an upload already failed are ignored (None)."""
         if len(payload) < HEADER:
-            return 0, FileError("bad_request", "a binary frame starts with a 4-byte upload handle")
+            return 0, FileError(BAD_REQUEST, "a binary frame starts with a 4-byte upload handle")
         handle = int.from_bytes(payload[:HEADER], "big")
         if self.uploads.get(owner, handle) is None:
             return None     # failed or cancelled before: the client has been told once
@@ -66,7 +67,7 @@ class Files:
     def cancel(self, owner, handle):
         up = self.uploads.get(owner, handle)
         if up is None:
-            raise FileError("not_found", f"no upload {handle} open on this connection")
+            raise FileError(NOT_FOUND, f"no upload {handle} open on this connection")
         self.uploads.abort(up)
 
     def drop(self, owner):
@@ -85,7 +86,7 @@ class Files:
             raise
         except Exception:
             log.exception("upload of %d bytes failed", up.size)
-            raise FileError("unavailable", "the file could not be stored") from None
+            raise FileError(UNAVAILABLE, "the file could not be stored") from None
         finally:
             self.uploads.settle(up, rec)
         return rec.public()
@@ -95,9 +96,9 @@ class Files:
     def check_ids(self, ids):
         """The attachments argument of send, as a list of distinct ids."""
         if not isinstance(ids, list) or not all(isinstance(i, str) and 0 < len(i) <= 64 for i in ids):
-            raise FileError("bad_request", "attachments must be a list of file ids")
+            raise FileError(BAD_REQUEST, "attachments must be a list of file ids")
         if len(ids) > self.max_attachments:
-            raise FileError("too_large", f"a message may carry at most {self.max_attachments} files")
+            raise FileError(TOO_LARGE, f"a message may carry at most {self.max_attachments} files")
         return list(dict.fromkeys(ids))
 
     async def remove(self, shas):
@@ -134,7 +135,7 @@ class Files:
     def urls(self, user, ids, index, is_member):
         """file_urls: signed URLs for the files among ids that user may read."""
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids) or len(ids) > MAX_URLS:
-            raise FileError("bad_request", f"ids must be a list of at most {MAX_URLS} file ids")
+            raise FileError(BAD_REQUEST, f"ids must be a list of at most {MAX_URLS} file ids")
         out, expires = {}, None
         for fid in dict.fromkeys(ids):
             rec = index.file(fid) if 0 < len(fid) <= 64 else None

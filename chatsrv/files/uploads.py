@@ -9,11 +9,11 @@ never lets an upload's bytes exceed what was declared when it opened.
 """
 import base64
 import dataclasses
-import os
 import re
 import secrets
 import time
 
+from ..proto.errors import BAD_REQUEST, NOT_FOUND, RATE_LIMITED, TOO_LARGE, UNAVAILABLE
 from . import images
 from .blobs import Blobs, TooLarge
 from .catalog import FileRecord
@@ -43,9 +43,9 @@ def new_file_id():
 def check_name(name):
     """A file name as a client may give it: shown to others and offered on download."""
     if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX:
-        raise FileError("bad_request", f"name must be a string of 1 to {NAME_MAX} characters")
+        raise FileError(BAD_REQUEST, f"name must be a string of 1 to {NAME_MAX} characters")
     if any(c in name for c in "/\\") or any(ord(c) < 32 or ord(c) == 127 for c in name) or name in (".", ".."):
-        raise FileError("bad_request", "name must not contain a slash, a backslash or control characters")
+        raise FileError(BAD_REQUEST, "name must not contain a slash, a backslash or control characters")
     return name
 
 
@@ -54,7 +54,7 @@ def check_type(typ):
     if typ is None:
         return OPAQUE
     if not isinstance(typ, str) or not TYPE_RE.match(typ.lower()):
-        raise FileError("bad_request", "type must be a media type such as image/png")
+        raise FileError(BAD_REQUEST, "type must be a media type such as image/png")
     return typ.lower()
 
 
@@ -97,13 +97,13 @@ class Uploads:
         name = check_name(name)
         typ = check_type(typ)
         if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise FileError("bad_request", "size must be a positive integer")
+            raise FileError(BAD_REQUEST, "size must be a positive integer")
         if size > lim.max_file_bytes:
-            raise FileError("too_large", f"a file may have at most {lim.max_file_bytes} bytes")
+            raise FileError(TOO_LARGE, f"a file may have at most {lim.max_file_bytes} bytes")
         if lim.quota and usage + self._reserved.get(user, 0) + size > lim.quota:
-            raise FileError("too_large", f"storage quota of {lim.quota} bytes exceeded")
+            raise FileError(TOO_LARGE, f"storage quota of {lim.quota} bytes exceeded")
         if self._per_owner.get(owner, 0) >= lim.max_uploads:
-            raise FileError("rate_limited", f"at most {lim.max_uploads} uploads in flight per connection")
+            raise FileError(RATE_LIMITED, f"at most {lim.max_uploads} uploads in flight per connection")
         self._next = (self._next + 1) & 0xFFFFFFFF or 1
         up = Upload(self._next, owner, user, name, typ, size, self.blobs.writer(size))
         self._open[(owner, up.handle)] = up
@@ -119,15 +119,15 @@ class Uploads:
         aborted (FileError too_large); an unknown handle is FileError not_found."""
         up = self._open.get((owner, handle))
         if up is None:
-            raise FileError("not_found", f"no upload {handle} open on this connection")
+            raise FileError(NOT_FOUND, f"no upload {handle} open on this connection")
         try:
             up.writer.write(data)
         except TooLarge:
             self.abort(up)
-            raise FileError("too_large", f"more bytes than the {up.size} declared") from None
+            raise FileError(TOO_LARGE, f"more bytes than the {up.size} declared") from None
         except OSError:
             self.abort(up)
-            raise FileError("unavailable", "the upload could not be stored") from None
+            raise FileError(UNAVAILABLE, "the upload could not be stored") from None
         return up
 
     def finish(self, owner, handle):
@@ -135,10 +135,10 @@ class Uploads:
         reserved until settle()."""
         up = self._open.get((owner, handle))
         if up is None:
-            raise FileError("not_found", f"no upload {handle} open on this connection")
+            raise FileError(NOT_FOUND, f"no upload {handle} open on this connection")
         if up.received != up.size:
             self.abort(up)
-            raise FileError("bad_request", f"received {up.received} of {up.size} bytes")
+            raise FileError(BAD_REQUEST, f"received {up.received} of {up.size} bytes")
         self._close(up)
         return up
 
@@ -191,9 +191,9 @@ def complete(blobs: Blobs, up: Upload, max_pixels, now_ms=None):
         try:
             img = images.prepare(w.path, up.type, max_pixels)
         except images.NotAnImage:
-            raise FileError("bad_request", f"not a valid {up.type} image") from None
+            raise FileError(BAD_REQUEST, f"not a valid {up.type} image") from None
         except images.TooManyPixels:
-            raise FileError("too_large", f"an image may have at most {max_pixels} pixels") from None
+            raise FileError(TOO_LARGE, f"an image may have at most {max_pixels} pixels") from None
         sha = blobs.put(img.data)
         try:
             thumb = blobs.put(img.thumb)
