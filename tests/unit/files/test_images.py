@@ -7,7 +7,7 @@ from PIL import Image
 
 from chatsrv.files import images
 
-from .imagekit import GPS_IFD, animation, photo, png_bomb
+from harness.imagekit import GPS_IFD, animation, photo, png_bomb
 
 MAX = 64_000_000
 

@@ -12,7 +12,7 @@ from chatsrv.files import Catalog, FileError
 from chatsrv.files.service import Files, backup
 
 from .dictindex import DictIndex
-from .imagekit import photo, png_bomb
+from harness.imagekit import photo, png_bomb
 
 
 def make(tmp_path, **kw):

@@ -10,7 +10,7 @@ from PIL import Image
 from chatsrv.files import Blobs, Catalog, FileError, Limits, Uploads, complete
 
 from .dictindex import DictIndex
-from .imagekit import photo, png_bomb
+from harness.imagekit import photo, png_bomb
 
 LIMITS = Limits(max_file_bytes=1000, quota=2500, max_uploads=2, max_image_pixels=64_000_000)
 
