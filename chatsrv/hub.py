@@ -11,7 +11,7 @@ import orjson
 from . import _core, convid
 from . import proto as P
 from .domain import errors
-from .domain.accounts import AddToken, ChangePassword, CreateUser, RevokeDevice, SetPasswordHash
+from .domain.accounts import AddToken, ChangePassword, CreateUser, RevokeDevice, SetDeviceSeen, SetPasswordHash
 from .domain.groups import ChangeGroup, CreateGroup
 from .domain.messages import Ack, MarkRead
 from .domain.presence import Presence
@@ -26,6 +26,10 @@ CONVS_RECENT = 2000     # inbox entries scanned to order `convs` exactly
 REPLAY_CHUNK = 512      # backlog messages sent per loop iteration, so replay never stalls others
 CLOSE_POLICY = 1008
 CLOSE_GOING_AWAY = 1001
+
+
+def _ignore(result, error):
+    pass
 
 
 class Session:
@@ -85,8 +89,14 @@ class Hub:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
-        if conn.authed and self.router.detach(conn):
-            self.presence.went_offline(conn.user)
+        if conn.authed:
+            try:
+                # what `chatsrv sessions` shows as the device's last seen
+                self.writer.submit(SetDeviceSeen(conn.user, conn.device, now_ms()), _ignore)
+            except RuntimeError:
+                pass        # shutting down
+            if self.router.detach(conn):
+                self.presence.went_offline(conn.user)
         s = conn.extra
         if s is not None and s.watching:
             self.presence.unwatch(conn, s.watching)
@@ -254,7 +264,7 @@ class Hub:
             rec = r.user(req.user)
         self._hashing += 1
         try:
-            good, rehash = await self.passwords.verify(rec.pw if rec else None, req.password)
+            good, rehash = await self.passwords.verify(rec.pw if rec and not rec.deleted else None, req.password)
         finally:
             self._hashing -= 1
         if not good:
@@ -262,6 +272,8 @@ class Hub:
             self.throttle_addr.fail(conn.addr)
             log.info("login failed user=%s addr=%s", req.user, conn.addr)
             raise ProtocolError(req.rid, P.UNAUTHORIZED, "wrong user name or password")
+        if rec.disabled:
+            raise ProtocolError(req.rid, P.FORBIDDEN, "this account is disabled")
         if conn.closing:
             return
         token, selector, mac = self.tokens.new()
@@ -284,6 +296,9 @@ class Hub:
             if found is None or not self.tokens.check(req.token, found.mac):
                 raise ProtocolError(req.rid, P.UNAUTHORIZED, "invalid or revoked token")
             user, device = found.user, found.device
+            account = r.user(user)
+            if account is None or account.disabled:
+                raise ProtocolError(req.rid, P.FORBIDDEN, "this account is disabled")
             cursor = r.cursor(user, device)
         if cursor is None:
             cursor = 0
@@ -397,11 +412,14 @@ class Hub:
             if req.to == user:
                 raise ProtocolError(req.rid, P.BAD_REQUEST, "cannot send to yourself")
             conv = convid.direct(user, req.to)
-            if self._members(conv) is None:
+            members = self._members(conv)
+            if members is None or user not in members:
                 with self.store.read() as r:
-                    if r.user(req.to) is None:
-                        raise ProtocolError(req.rid, P.NOT_FOUND, "no such user")
-                new_conv = tuple(sorted((user, req.to)))
+                    peer = r.user(req.to)
+                if peer is None or peer.deleted:     # a deleted account's direct conv has no members
+                    raise ProtocolError(req.rid, P.NOT_FOUND, "no such user")
+                if members is None:
+                    new_conv = tuple(sorted((user, req.to)))
         else:
             conv = req.conv
             # an early answer; the writer checks again against what is committed
@@ -491,7 +509,7 @@ class Hub:
                 item = {"conv": conv, "kind": rec.kind}
                 last_obj = orjson.loads(b"{" + last) if last is not None else None
                 if rec.kind == "direct":
-                    item["peer"] = next((u for u in rec.members if u != user), user)
+                    item["peer"] = convid.peer(conv, user)
                 elif left:
                     # the name they knew: renames after their departure are not theirs to see
                     item["name"] = (last_obj or {}).get("sys", {}).get("name") or rec.name
