@@ -9,6 +9,7 @@ import socket
 import struct
 
 import orjson
+import pytest
 from picows import WSMsgType, WSTransport
 from picows.picows import _make_test_ws_frame
 
@@ -165,7 +166,10 @@ def run_for(loop, seconds):
     loop.run_until_complete(asyncio.sleep(seconds))
 
 
-def new_loop():
+@pytest.fixture
+def loop():
     """A loop of its own for one test (the code under test schedules on it; nothing runs it
-    but run_for)."""
-    return asyncio.new_event_loop()
+    but run_for). conftest.py of tests/unit/core and tests/unit/bus import it."""
+    lp = asyncio.new_event_loop()
+    yield lp
+    lp.close()
