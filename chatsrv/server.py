@@ -16,7 +16,7 @@ from . import _core, logs
 from .config import split_address
 from .datadir import InUse, Lock, make_private
 from .auth import Passwords, Throttle, Tokens, load_secret
-from .hub import Hub
+from .domain.hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
 from .proto import message_record
 from .push import Push
@@ -27,7 +27,8 @@ log = logging.getLogger("chatsrv")
 WEB_DIR = os.path.join(os.path.dirname(__file__), "web")
 WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
              ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml",
-             ".png": "image/png", ".ico": "image/x-icon"}
+             ".png": "image/png", ".ico": "image/x-icon",
+             ".webmanifest": "application/manifest+json"}
 
 
 class StartError(Exception):
@@ -76,17 +77,19 @@ class Server:
         self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
                                    cfg.max_unfinished_bytes)
         self.passwords = Passwords()
-        self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
+        self.push = Push(cfg, self.store, self.writer, self.router, loop)
+        self.hub = Hub(cfg, self.store, self.writer, self.router, loop, self.push, self.passwords,
                        Tokens(secret),
                        Throttle(cfg.login_failures, cfg.login_window),
-                       Throttle(cfg.login_failures * 4, cfg.login_window))
-        self.push = Push(cfg, self.store, self.writer, self.router, loop)
-        self.hub.attach_push(self.push)
+                       Throttle(cfg.login_failures * 4, cfg.login_window),
+                       _core.SendDone, _core.replay)
         self.router.push = self.push
         self.router.sender = _core.Sender(self.router, self.hub, self.writer, cfg.max_message_bytes)
         self.push.start()
-        self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
+        self.metrics = (Metrics(self.router, self.writer, self.store, self.hub.outcomes, self.hub.send_latency,
+                                [self.push]) if cfg.metrics else None)
         self.origins = cfg.origins()
+        self.echo_path = cfg.echo_path.encode() if cfg.echo_path else None
         try:
             self.server = await self._listen()
         except OSError as e:
@@ -131,7 +134,8 @@ class Server:
 
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
-        if path == b"/ws":
+        echo = self.echo_path is not None and path == self.echo_path
+        if path == b"/ws" or echo:
             origins = request.headers.getall("Origin", [])
             if len(origins) > 1:
                 # a check of only the first would let any second one through
@@ -143,6 +147,7 @@ class Server:
             cfg = self.cfg
             conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                               cfg.rate_close_after)
+            conn.echo = echo
             # a proxy may add its own header line after the client's (HAProxy does): all lines count
             conn.forwarded = ", ".join(request.headers.getall("X-Forwarded-For", [])) or None
             return conn
