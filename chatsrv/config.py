@@ -169,7 +169,7 @@ OPTIONS = [
     ("log_format", str, "text", "text (a line of key=value pairs) or json (one object per line)"),
 ]
 
-# push notifications (chatsrv/push.py)
+# push notifications (chatsrv/push/webpush.py)
 OPTIONS += [
     ("vapid_subject", str, "", "VAPID subject, a mailto: address or https: URL identifying you to push "
                                "services; required for push notifications to be sent"),

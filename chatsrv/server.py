@@ -19,7 +19,7 @@ from .auth import Passwords, Throttle, Tokens, load_secret
 from .domain.hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
 from .proto import message_record
-from .push import Push
+from .push.webpush import WebPush
 from .store import Writer
 from .store.lmdb import LmdbStore
 
@@ -76,7 +76,7 @@ class Server:
         self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
                                    cfg.max_unfinished_bytes)
         self.passwords = Passwords()
-        self.push = Push(cfg, self.store, self.writer, self.router, loop)
+        self.push = WebPush(cfg, self.store, self.writer, self.router, loop)
         self.hub = Hub(cfg, self.store, self.writer, self.router, loop, self.push, self.passwords,
                        Tokens(secret),
                        Throttle(cfg.login_failures, cfg.login_window),
