@@ -15,12 +15,15 @@ CORE_SRC := $(shell find chatsrv -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi'
 # pyproject's [build-system] requires, pinned there (the core is built without isolation)
 BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 
-.PHONY: all venv build sysdeps run test unit functional browser annotate bench locust clean
+.PHONY: screenshots all venv build sysdeps run test unit functional browser annotate bench locust clean
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx and caddy in
-# front of the server, systemd-analyze for the units in deploy/); installed only when missing.
-SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze
-SYSDEPS_PKGS := prometheus chromium nginx caddy systemd
+# front of the server, systemd-analyze for the units in deploy/, npm for axe-core); installed only when missing.
+SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze npm
+SYSDEPS_PKGS := prometheus chromium nginx caddy systemd npm
+# axe-core checks the web client's accessibility in tests/browser; served to the page by the tests only
+AXE_VERSION := 4.14.1
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 all: build
 
@@ -76,7 +79,10 @@ sysdeps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS_PKGS); \
 	fi
 
-test: build $(STAMP) sysdeps
+$(AXE): | sysdeps
+	npm install --silent --no-audit --no-fund --no-save --no-package-lock --prefix tests/browser axe-core@$(AXE_VERSION)
+
+test: build $(STAMP) sysdeps $(AXE)
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 unit: build $(STAMP)
@@ -85,8 +91,12 @@ unit: build $(STAMP)
 functional: build $(STAMP)
 	$(PY) -m pytest -q tests/functional
 
-browser: build $(STAMP) sysdeps
+browser: build $(STAMP) sysdeps $(AXE)
 	$(PY) -m pytest -q tests/browser
+
+# the screenshots in docs/screenshots (README), taken by the browser tests at both sizes
+screenshots: build $(STAMP) sysdeps $(AXE)
+	CHATSRV_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/browser/test_browser_screens.py
 
 annotate: $(RUN_STAMP)
 	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force

@@ -27,7 +27,8 @@ log = logging.getLogger("chatsrv")
 WEB_DIR = os.path.join(os.path.dirname(__file__), "web")
 WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
              ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml",
-             ".png": "image/png", ".ico": "image/x-icon"}
+             ".png": "image/png", ".ico": "image/x-icon",
+             ".webmanifest": "application/manifest+json"}
 
 
 class StartError(Exception):
