@@ -171,7 +171,7 @@ OPTIONS = [
                            "through the chat's own frame layer, for conformance suites; off when empty"),
 ]
 
-# push notifications (chatsrv/push.py)
+# push notifications (chatsrv/push/webpush.py)
 OPTIONS += [
     ("vapid_subject", str, "", "VAPID subject, a mailto: address or https: URL identifying you to push "
                                "services; required for push notifications to be sent"),

@@ -22,7 +22,7 @@ from .core import SendDone
 from .domain.hub import Hub
 from .metrics import CONTENT_TYPE, Hist, Metrics
 from .proto import message_record
-from .push import Push
+from .push.webpush import WebPush
 from .store import Writer
 from .store.lmdb import LmdbStore
 
@@ -80,7 +80,7 @@ class Server:
         self.router = Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
                              cfg.max_unfinished_bytes)
         self.bus = LocalBus(self.router)
-        self.push = Push(cfg, self.store, self.writer, self.router, loop)
+        self.push = WebPush(cfg, self.store, self.writer, self.router, loop)
         self.sender = Sender(self.router, self.bus, self.push, self.writer, Hist(), cfg.max_message_bytes)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.bus, loop, self.push, self.passwords,

@@ -10,6 +10,7 @@ from chatsrv import proto as P
 from chatsrv.auth import Passwords, Throttle, Tokens
 from chatsrv.config import Config
 from chatsrv.domain.hub import Hub
+from chatsrv.push import Notifier
 from chatsrv.store import Writer
 from chatsrv.store.memory import MemoryStore
 
@@ -88,7 +89,7 @@ class LocalDelivery:
                 if c is not exclude and not c.replaying and pos > c.last_sent:
                     c.send(P.msg_event(pos, a.record))
                     c.last_sent = pos
-        self.notifier.on_delivery(a.members, a.record)
+        self.notifier.on_message(a.members, a.record)
 
     def broadcast(self, users, data, exclude=None, skip_user=None):
         for u in users:
@@ -116,14 +117,14 @@ class LocalDelivery:
     presence = to_watchers      # the bus's presence announcement, delivered here
 
 
-class RecordingNotifier:
+class RecordingNotifier(Notifier):
     enabled = True
     public_key = "BPUBLICKEY"
 
     def __init__(self):
         self.deliveries, self.reads = [], []
 
-    def on_delivery(self, members, record):
+    def on_message(self, members, record):
         self.deliveries.append((list(members), orjson.loads(b"{" + record)))
 
     def on_read(self, user, device, conv, seq):

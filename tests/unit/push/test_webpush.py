@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from chatsrv import proto as P
-from chatsrv import push
+from chatsrv.push import webpush as push
 from chatsrv.config import Config
 from chatsrv.proto import ProtocolError
 from chatsrv.domain.pushsubs import DeletePushSub, PutPushSub, SetMute
@@ -225,7 +225,7 @@ class FakeRouter:
 
 def make_push(tmp_path, router, **kw):
     cfg = Config(data=str(tmp_path), vapid_subject=kw.pop("subject", "mailto:ops@example.com"), **kw)
-    return push.Push(cfg, store=None, writer=None, router=router, loop=None)   # workers not started
+    return push.WebPush(cfg, store=None, writer=None, router=router, loop=None)   # workers not started
 
 
 def record(conv, seq, sender, body=None, sys=None):
@@ -441,3 +441,12 @@ def test_tls_checks_the_certificate_against_the_endpoint_name(standin):
         h.post(f"https://other.test:{port}/push/1", b"x", {})
     with pytest.raises(HTTPError):                 # and not from a CA the server trusts by default
         push.PushHTTP(allow_private=True, timeout=2, resolve=r).post(f"https://push.test:{port}/x", b"", {})
+
+
+def test_web_push_is_a_notifier_and_the_base_notifies_nobody(tmp_path):
+    from chatsrv.push import Notifier
+
+    p = make_push(tmp_path, FakeRouter())
+    assert isinstance(p, Notifier) and p.enabled and p.public_key
+    n = Notifier()
+    assert not n.enabled and n.on_message(["a"], b'"conv":"d:a:b"}') is None and list(n.collect()) == []

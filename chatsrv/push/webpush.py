@@ -29,9 +29,10 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from .config import vapid_subject_ok as subject_ok
-from .domain.pushsubs import DeletePushSub
-from .store import now_ms
+from ..config import vapid_subject_ok as subject_ok
+from ..domain.pushsubs import DeletePushSub
+from ..store import now_ms
+from . import Notifier
 
 log = logging.getLogger("chatsrv.push")
 
@@ -314,7 +315,9 @@ class Delivery:
         self.attempt = 0
 
 
-class Push:
+class WebPush(Notifier):
+    """The Web Push notifier: jobs from the loop, pushes from worker threads."""
+
     def __init__(self, cfg, store, writer, router, loop):
         self.cfg = cfg
         self.store = store
