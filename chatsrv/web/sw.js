@@ -123,7 +123,9 @@ self.addEventListener('notificationclick', (e) => {
   if (!d.account || !d.conv) return;
   const hash = '#' + encodeURIComponent(d.account) + '/' + encodeURIComponent(d.conv);
   e.waitUntil((async () => {
-    const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    // windows showing the app (not, say, /metrics in a tab), the focused one first
+    const wins = (await self.clients.matchAll({ type: 'window', includeUncontrolled: true }))
+      .filter((c) => new URL(c.url).pathname === '/');
     const win = wins.find((c) => c.focused) || wins[0];
     if (win) {
       win.postMessage({ type: 'open', account: d.account, conv: d.conv });
