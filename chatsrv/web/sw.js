@@ -26,7 +26,8 @@ self.addEventListener('fetch', (e) => {
   if (req.method !== 'GET') return;
   const url = new URL(req.url);
   if (url.origin !== self.location.origin) return;
-  const path = req.mode === 'navigate' ? '/' : url.pathname;
+  // only the shell's own files: /healthz, /metrics and the rest always go to the server
+  const path = url.pathname;
   if (!SHELL.includes(path)) return;
   e.respondWith((async () => {
     const cache = await caches.open(SHELL_CACHE);
