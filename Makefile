@@ -15,7 +15,7 @@ CORE_SRC := $(shell find chatsrv -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi'
 # pyproject's [build-system] requires, pinned there (the core is built without isolation)
 BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 
-.PHONY: screenshots all venv build sysdeps run test unit functional browser annotate bench locust clean
+.PHONY: screenshots all venv build sysdeps autobahn chaos fuzz run test unit functional browser annotate bench locust clean
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx and caddy in
 # front of the server, systemd-analyze for the units in deploy/, npm for axe-core); installed only when missing.
@@ -51,6 +51,21 @@ $(BUILD_STAMP): $(RUN_STAMP) $(CORE_SRC) setup.py
 
 build: $(BUILD_STAMP)
 
+# Autobahn|Testsuite runs on CPython 2.7 only (pyenv's 2.7.18 here): installed with that
+# interpreter's pip into .venv/autobahn, which tests/functional/test_ws_conformance.py uses.
+PYTHON2 ?= $(shell pyenv root 2>/dev/null)/versions/2.7.18/bin/python
+AUTOBAHN_DIR := $(VENV)/autobahn
+AUTOBAHN := $(AUTOBAHN_DIR)/.installed
+$(AUTOBAHN): requirements-autobahn.txt
+	@test -x "$(PYTHON2)" || { echo "make autobahn: no CPython 2.7 at '$(PYTHON2)' (set PYTHON2=/path/to/python2.7)" >&2; exit 1; }
+	rm -rf $(AUTOBAHN_DIR)
+	$(PYTHON2) -m pip install -q --disable-pip-version-check --no-warn-script-location \
+	  --target $(AUTOBAHN_DIR) -r requirements-autobahn.txt
+	ln -sf "$$(readlink -f $(PYTHON2))" $(AUTOBAHN_DIR)/python2
+	touch $@
+
+autobahn: $(AUTOBAHN)
+
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 	$(PY) -m pip install -q -r requirements-bench.txt
@@ -82,13 +97,28 @@ sysdeps:
 $(AXE): | sysdeps
 	npm install --silent --no-audit --no-fund --no-save --no-package-lock --prefix tests/browser axe-core@$(AXE_VERSION)
 
-test: build $(STAMP) sysdeps $(AXE)
+test: build $(STAMP) sysdeps $(AXE) autobahn
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# the fault scenarios at scale (docs/reliability.md), each bounded in time; not in make test
+CHAOS_REPORT ?= $(VENV)/chaos-report.txt
+chaos: build $(STAMP)
+	rm -f $(CHAOS_REPORT)
+	CHATSRV_CHAOS=1 CHATSRV_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(PY) -m pytest -q -s -p no:cacheprovider tests/chaos
+	@cat $(CHAOS_REPORT)
+
+# longer fuzzing than make test: the delivery state machine and the atheris parser target
+FUZZ_EXAMPLES ?= 40
+FUZZ_STEPS ?= 60
+FUZZ_SECONDS ?= 600
+fuzz: build $(STAMP)
+	CHATSRV_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CHATSRV_FUZZ_STEPS=$(FUZZ_STEPS) CHATSRV_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  $(PY) -m pytest -q -s -p no:cacheprovider tests/functional/test_fuzz_delivery.py tests/unit/test_fuzz_proto.py
 
 unit: build $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-functional: build $(STAMP)
+functional: build $(STAMP) autobahn
 	$(PY) -m pytest -q tests/functional
 
 browser: build $(STAMP) sysdeps $(AXE)

@@ -133,7 +133,7 @@ OPTIONS = [
                                  "env: comma-separated); the server's own origins are always allowed"),
     ("trusted_proxy", list, [], "address of a reverse proxy (repeatable; env: comma-separated) whose "
                                 "X-Forwarded-For names the client, for the per-address login throttle"),
-    ("signup", bool, True, "anyone may sign up; off (--no-signup): accounts are made with `chatsrv adduser`"),
+    ("signup", bool, True, "anyone may sign up; off (--no-signup): accounts are made with `chatsrv user add`"),
     ("ping_interval", SECONDS, 20.0, "silence on a connection before the server pings it"),
     ("ping_timeout", SECONDS, 20.0, "time to wait for the pong before dropping the connection"),
     ("max_message_bytes", SIZE, 16384, "largest message body in UTF-8 bytes (else too_large)"),
@@ -167,6 +167,8 @@ OPTIONS = [
                                     "acknowledged messages"),
     ("log_level", str, "info", "debug, info, warning or error"),
     ("log_format", str, "text", "text (a line of key=value pairs) or json (one object per line)"),
+    ("echo_path", str, "", "TESTING: also serve a WebSocket echo endpoint at this path (e.g. /echo) "
+                           "through the chat's own frame layer, for conformance suites; off when empty"),
 ]
 
 # push notifications (chatsrv/push.py)

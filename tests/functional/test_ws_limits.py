@@ -110,6 +110,7 @@ async def test_rate_limit_abuse_closes_1008(make_server, connect):
 async def test_auth_timeout_closes_idle_unauthenticated(make_server, connect):
     srv = make_server("--auth-timeout", "1")
     idle = await connect(srv)
+    t0 = time.monotonic()                         # the server's timer for `idle` started before this
     busy = await connect(srv)                     # talks but never authenticates
     await busy.signup(uname("busy"))
     authed = await connect(srv)
@@ -117,7 +118,6 @@ async def test_auth_timeout_closes_idle_unauthenticated(make_server, connect):
     await authed.signup(name)
     await authed.login(name, PASSWORD, "d1")
     await authed.backlog()
-    t0 = time.monotonic()
     assert await idle.closed(4) == 1008
     assert await busy.closed(4) == 1008
     assert 0.5 <= idle.disconnected_at - t0 <= 3.0
@@ -190,7 +190,9 @@ async def test_map_full_answers_unavailable_and_keeps_data(make_server, connect)
 
 # ----------------------------------------------------------------------------- config
 async def test_env_vars_configure_server(make_server, connect):
-    srv = make_server(env={"CHATSRV_MAX_MESSAGE_BYTES": "100", "CHATSRV_AUTH_TIMEOUT": "1"})
+    # 3 s, not the default 10: `idle` below must be closed within 7 s; long enough for c
+    # to sign up twice and log in on a loaded machine before its own timer fires
+    srv = make_server(env={"CHATSRV_MAX_MESSAGE_BYTES": "100", "CHATSRV_AUTH_TIMEOUT": "3"})
     c = await connect(srv)
     a, b = uname("enva"), uname("envb")
     await c.signup(a)
@@ -200,7 +202,7 @@ async def test_env_vars_configure_server(make_server, connect):
     assert (await c.send_msg("x" * 100, to=b))["seq"] == 1
     assert await c.err("send", to=b, body="x" * 101, cid="big") == "too_large"
     idle = await connect(srv)
-    assert await idle.closed(4) == 1008
+    assert await idle.closed(7) == 1008
 
 
 async def test_max_message_bytes_option(make_server, connect):
