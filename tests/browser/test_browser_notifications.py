@@ -218,7 +218,7 @@ def test_notifications_reach_a_closed_page_clear_on_read_and_respect_mute(ppl, p
     expect(back.locator("#chat-title")).to_have_text(b.name)
     # a click on a notification brings the open window to that chat (the worker's click
     # handler, run on a notification it shows; a script cannot make a trusted click)
-    back.goto(f"{push_server.url}#{a.name}/{conv_ac}")
+    back.evaluate("(conv) => window.chatsrvApp.openConv(conv)", conv_ac)
     expect(back.locator("#chat-title")).to_have_text(c.name)
     sw = next(w for w in a.context.service_workers if w.url.endswith("/sw.js"))
     sw.evaluate("""async ([account, conv]) => {
