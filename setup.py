@@ -1,16 +1,21 @@
 """Builds chatsrv's compiled modules: every .pyx under chatsrv/ (each with its .pxd
-surface) becomes the extension of the same dotted name. CHATSRV_ANNOTATE=1 writes the
-Cython HTML annotation beside each .pyx."""
+surface) becomes the extension of the same dotted name, except the pieces another .pyx
+includes (chatsrv/core/_core.pyx is assembled from conn, router and send, as uvloop's
+loop.pyx is). CHATSRV_ANNOTATE=1 writes the Cython HTML annotation beside each .pyx."""
 import os
+import re
 from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 ROOT = Path(__file__).resolve().parent
+PYX = sorted((ROOT / "chatsrv").rglob("*.pyx"))
+INCLUDED = {(p.parent / name).resolve() for p in PYX
+            for name in re.findall(r'^include "([^"]+)"', p.read_text(), re.M)}
 exts = [Extension(".".join(p.with_suffix("").relative_to(ROOT).parts), [str(p.relative_to(ROOT))],
                   extra_compile_args=["-O2"])
-        for p in sorted((ROOT / "chatsrv").rglob("*.pyx"))]
+        for p in PYX if p.resolve() not in INCLUDED]
 
 setup(
     ext_modules=cythonize(

@@ -12,12 +12,15 @@ import orjson
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
-from . import _core, logs
+from . import logs
+from .bus import LocalBus
 from .config import split_address
+from .core import Conn, Router, Sender
 from .datadir import InUse, Lock, make_private
 from .auth import Passwords, Throttle, Tokens, load_secret
+from .core import SendDone
 from .domain.hub import Hub
-from .metrics import CONTENT_TYPE, Metrics
+from .metrics import CONTENT_TYPE, Hist, Metrics
 from .proto import message_record
 from .push import Push
 from .store import Writer
@@ -74,19 +77,19 @@ class Server:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
         self.writer.start()
-        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
-                                   cfg.max_unfinished_bytes)
-        self.passwords = Passwords()
+        self.router = Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
+                             cfg.max_unfinished_bytes)
+        self.bus = LocalBus(self.router)
         self.push = Push(cfg, self.store, self.writer, self.router, loop)
-        self.hub = Hub(cfg, self.store, self.writer, self.router, loop, self.push, self.passwords,
+        self.sender = Sender(self.router, self.bus, self.push, self.writer, Hist(), cfg.max_message_bytes)
+        self.passwords = Passwords()
+        self.hub = Hub(cfg, self.store, self.writer, self.router, self.bus, loop, self.push, self.passwords,
                        Tokens(secret),
                        Throttle(cfg.login_failures, cfg.login_window),
                        Throttle(cfg.login_failures * 4, cfg.login_window),
-                       _core.SendDone, _core.replay)
-        self.router.push = self.push
-        self.router.sender = _core.Sender(self.router, self.hub, self.writer, cfg.max_message_bytes)
+                       SendDone, Conn.replay, self.sender.committed)
         self.push.start()
-        self.metrics = (Metrics(self.router, self.writer, self.store, self.hub.outcomes, self.hub.send_latency,
+        self.metrics = (Metrics(self.router, self.writer, self.store, self.hub.outcomes, self.sender.latency,
                                 [self.push]) if cfg.metrics else None)
         self.origins = cfg.origins()
         self.echo_path = cfg.echo_path.encode() if cfg.echo_path else None
@@ -145,8 +148,8 @@ class Server:
                 log.info("refused upgrade from origin %r", origins[0])
                 return _respond(403, b"origin not allowed")
             cfg = self.cfg
-            conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
-                              cfg.rate_close_after)
+            conn = Conn(self.hub, self.router, self.sender, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
+                        cfg.rate_close_after)
             conn.echo = echo
             # a proxy may add its own header line after the client's (HAProxy does): all lines count
             conn.forwarded = ", ".join(request.headers.getall("X-Forwarded-For", [])) or None

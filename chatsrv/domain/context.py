@@ -14,13 +14,14 @@ def _ignore(result, error):
 
 
 class Context:
-    def __init__(self, cfg, store, writer, router, loop, notifier):
+    def __init__(self, cfg, store, writer, router, loop, notifier, committed):
         self.cfg = cfg
         self.store = store
         self.writer = writer
         self.router = router
         self.loop = loop
         self.notifier = notifier
+        self.committed = committed    # the core's way out of a commit: the bus, then the notifier
         self.outcomes = collections.Counter()    # (op, "ok" or error code) -> replies
 
     def reply(self, conn, req, result):
@@ -85,5 +86,6 @@ class Context:
         return members
 
     def deliver(self, appended, exclude=None, members_after=None):
-        """A committed message to its members' connections here, then to the notifier."""
-        self.router.fanout(appended, exclude, members_after)
+        """A committed message to its members' connections (through the bus), then to the
+        notifier."""
+        self.committed(appended, exclude, members_after)

@@ -8,7 +8,6 @@ import logging
 import orjson
 
 from .. import proto as P
-from ..metrics import Hist
 from ..proto import ProtocolError
 from ..store import Refusal, now_ms
 from .accounts import Accounts, SetDeviceSeen
@@ -27,26 +26,27 @@ CLOSE_GOING_AWAY = 1001
 
 
 class Hub:
-    """`router` is the core's local delivery; `notifier` is told of committed messages
-    and reads (chatsrv/push); `send_done(conn, rid, hub)` and `replay_into(conn,
-    positions, records)` are the core's compiled end of a send and backlog writer."""
+    """`router` is the core's table of this process's connections; `bus` carries presence
+    announcements to every watcher; `notifier` is told of reads (chatsrv/push);
+    `send_done(conn, rid)` and `replay_into(conn, positions, records)` are the core's
+    compiled end of a send and backlog writer, `committed(appended, exclude,
+    members_after)` its way out of a commit (the bus, then the notifier)."""
 
-    def __init__(self, cfg, store, writer, router, loop, notifier, passwords, tokens, throttle_user, throttle_addr,
-                 send_done, replay_into):
+    def __init__(self, cfg, store, writer, router, bus, loop, notifier, passwords, tokens, throttle_user,
+                 throttle_addr, send_done, replay_into, committed):
         self.cfg = cfg
         self.router = router
         self.loop = loop
         self.parser = P.Parser(cfg.max_message_bytes)
         self.conns = set()
         self.trusted_proxies = frozenset(cfg.trusted_proxy)
-        self.send_latency = Hist()      # from a send request to its ok (read by the core's SendDone)
         self.notifier = notifier
-        self.ctx = ctx = Context(cfg, store, writer, router, loop, notifier)
+        self.ctx = ctx = Context(cfg, store, writer, router, loop, notifier, committed)
         self.outcomes = ctx.outcomes    # replies by (op, outcome), read by the metrics
-        self.presence = Presence(router, writer, loop, cfg.presence_grace)
+        self.presence = Presence(router, bus, writer, loop, cfg.presence_grace)
         self.accounts = Accounts(ctx, passwords, tokens, throttle_user, throttle_addr, self._run,
                                  self._authenticated)
-        self.messages = Messages(ctx, lambda conn, rid: send_done(conn, rid, self), replay_into, notifier)
+        self.messages = Messages(ctx, send_done, replay_into, notifier)
         self.watching = Watching(ctx, self.presence)
         self.handlers = {"settings": self.settings}
         for part in (self.accounts, self.messages, Groups(ctx, self.watching.end_unshared), self.watching, Typing(ctx),
@@ -102,11 +102,7 @@ class Hub:
         """A good login or auth: the connection joins its user's, then gets its backlog."""
         if conn.closing:
             return
-        conn.user = user
-        conn.device = device
-        conn.authed = True
-        conn.replaying = True
-        conn.last_sent = cursor
+        conn.authenticate(user, device, cursor)
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None

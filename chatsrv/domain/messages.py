@@ -76,7 +76,7 @@ class Messages:
                 self.ctx.loop.call_soon(self.replay, conn)
                 return
             head = r.inbox_head(conn.user)
-        conn.replaying = False
+        conn.synced()
         conn.send(P.event("synced", inbox=head))
 
     def ack(self, conn, req):

@@ -23,8 +23,9 @@ class SetSeen:
 
 
 class Presence:
-    def __init__(self, router, writer, loop, grace):
+    def __init__(self, router, bus, writer, loop, grace):
         self.router = router
+        self.bus = bus        # announcements go to every watcher, wherever it is connected
         self.writer = writer
         self.loop = loop
         self.grace = grace
@@ -58,7 +59,7 @@ class Presence:
         now = self.state(user, None)
         if self.announced.get(user) != now["state"]:
             self.announced[user] = now["state"]
-            self.router.to_watchers(user, P.event("presence", **now))
+            self.bus.presence(user, P.event("presence", **now))
 
     def state(self, user, r):
         """{user, state, last_seen}; r (a store Reader) is read for users not seen since start."""

@@ -15,7 +15,8 @@ from chatsrv.store.memory import MemoryStore
 
 
 class FakeConn:
-    """A connection as the domain sees it: the fields the hub sets, send() and close()."""
+    """A connection as the domain sees it: the fields the hub reads and sets, authenticate()
+    and synced() (the core moves its state), send() and close()."""
 
     def __init__(self, addr="127.0.0.1"):
         self.addr, self.forwarded = addr, None
@@ -25,6 +26,13 @@ class FakeConn:
         self.timer = self.resume_cb = self.extra = None
         self.frames = []
         self.closed_with = None
+
+    def authenticate(self, user, device, cursor):
+        self.user, self.device, self.last_sent = user, device, cursor
+        self.authed = self.replaying = True
+
+    def synced(self):
+        self.replaying = False
 
     def send(self, data):
         self.frames.append(orjson.loads(data))
@@ -104,6 +112,8 @@ class LocalDelivery:
     def to_watchers(self, user, data):
         for c in self.watchers.get(user, []):
             c.send(data)
+
+    presence = to_watchers      # the bus's presence announcement, delivered here
 
 
 class RecordingNotifier:
@@ -200,9 +210,9 @@ async def domain():
     notifier = RecordingNotifier()
     delivery = LocalDelivery(notifier)
     passwords = Passwords(time_cost=1, memory_cost=8, parallelism=1)
-    hub = Hub(cfg, store, writer, delivery, loop, notifier, passwords, Tokens(b"k" * 32),
+    hub = Hub(cfg, store, writer, delivery, delivery, loop, notifier, passwords, Tokens(b"k" * 32),
               Throttle(cfg.login_failures, cfg.login_window), Throttle(cfg.login_failures * 4, cfg.login_window),
-              SendDone, replay_into)
+              lambda conn, rid: SendDone(conn, rid, hub), replay_into, delivery.fanout)
     FakeConn.transport = FakeTransport
     yield Domain(hub, writer, store, delivery, notifier)
     for c in list(hub.conns):

@@ -1,0 +1,1 @@
+from corekit import loop  # noqa: F401 - the fixture
