@@ -26,7 +26,8 @@ self.addEventListener('fetch', (e) => {
   if (req.method !== 'GET') return;
   const url = new URL(req.url);
   if (url.origin !== self.location.origin) return;
-  const path = req.mode === 'navigate' ? '/' : url.pathname;
+  // only the shell's own files: /healthz, /metrics and the rest always go to the server
+  const path = url.pathname;
   if (!SHELL.includes(path)) return;
   e.respondWith((async () => {
     const cache = await caches.open(SHELL_CACHE);
@@ -123,7 +124,9 @@ self.addEventListener('notificationclick', (e) => {
   if (!d.account || !d.conv) return;
   const hash = '#' + encodeURIComponent(d.account) + '/' + encodeURIComponent(d.conv);
   e.waitUntil((async () => {
-    const wins = await self.clients.matchAll({ type: 'window', includeUncontrolled: true });
+    // windows showing the app (not, say, /metrics in a tab), the focused one first
+    const wins = (await self.clients.matchAll({ type: 'window', includeUncontrolled: true }))
+      .filter((c) => new URL(c.url).pathname === '/');
     const win = wins.find((c) => c.focused) || wins[0];
     if (win) {
       win.postMessage({ type: 'open', account: d.account, conv: d.conv });

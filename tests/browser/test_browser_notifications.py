@@ -26,6 +26,8 @@ STUB = """(() => {
   const SUB = %s;
   let current = null;
   if (!self.PushManager) return;
+  navigator.setAppBadge = async (n) => { window.__badge = n; };
+  navigator.clearAppBadge = async () => { window.__badge = 0; };
   const ask = Notification.requestPermission.bind(Notification);
   Notification.requestPermission = (...args) => {
     window.__permissionAsks = (window.__permissionAsks || 0) + 1;
@@ -151,6 +153,8 @@ def test_notifications_reach_a_closed_page_clear_on_read_and_respect_mute(ppl, p
     }}""")
     got = page_notifications(a)
     assert got == [{"tag": tag_ab, "title": f"{b.name} (2 new)", "body": "anyone home?"}], got
+    expect(a.page).to_have_title("(2) chatsrv")
+    a.page.wait_for_function("window.__badge === 2")         # the app badge counts the same
 
     # opening the chat reads it, which clears the notification; while it is open and
     # focused, new messages notify nothing
@@ -211,5 +215,16 @@ def test_notifications_reach_a_closed_page_clear_on_read_and_respect_mute(ppl, p
     # a notification's link opens its chat
     back = a.context.new_page()
     back.goto(f"{push_server.url}#{a.name}/{conv_ab}")
+    expect(back.locator("#chat-title")).to_have_text(b.name)
+    # a click on a notification brings the open window to that chat (the worker's click
+    # handler, run on a notification it shows; a script cannot make a trusted click)
+    back.evaluate("(conv) => window.chatsrvApp.openConv(conv)", conv_ac)
+    expect(back.locator("#chat-title")).to_have_text(c.name)
+    sw = next(w for w in a.context.service_workers if w.url.endswith("/sw.js"))
+    sw.evaluate("""async ([account, conv]) => {
+        await self.registration.showNotification('x', {tag: account + '|' + conv, data: {account, conv}});
+        const [n] = await self.registration.getNotifications({tag: account + '|' + conv});
+        self.dispatchEvent(new NotificationEvent('notificationclick', {notification: n}));
+    }""", [a.name, conv_ab])
     expect(back.locator("#chat-title")).to_have_text(b.name)
     back.close()

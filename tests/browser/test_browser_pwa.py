@@ -42,6 +42,12 @@ def test_installable_and_opens_offline_with_what_it_had(browser, tmp_path, devic
             # objection Chromium may raise (manifest, icons, worker and scope all pass)
             assert [e for e in errors if e["errorId"] != "in-incognito"] == [], errors
 
+            # other pages of the server are the server's, never the app (nor cached as it)
+            probe = a.context.new_page()
+            probe.goto(srv.origin + "/healthz")
+            expect(probe.locator("body")).to_have_text("ok")
+            probe.close()
+
             # the server goes down; a reload still opens the app, with the chat as it was
             port = srv.port
             assert srv.stop() == 0
