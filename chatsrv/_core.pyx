@@ -77,6 +77,9 @@ cdef class Conn(WSListener):
     # --echo-path: messages (text or binary) go back to the peer instead of to the hub, through
     # this same frame layer, so a WebSocket conformance suite tests what the chat runs on
     cdef public bint echo
+    # set at the upgrade by admission control: the connection is closed at once with 1013
+    # and this reason (its retry hint), without ever reaching the hub
+    cdef public str refuse
 
     cdef bytearray _frag
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
@@ -109,14 +112,17 @@ cdef class Conn(WSListener):
         self.transport = transport
         transport.underlying_transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         self.router.opened(self)
-        if not self.echo:
+        if self.refuse is not None:
+            self.router.n_refused += 1
+            self.close(WSCloseCode.TRY_AGAIN_LATER, self.refuse)
+        elif not self.echo:
             self.hub.on_open(self)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closing = True
         self._drop_frag()
         self.router.closed(self)
-        if not self.echo:
+        if not self.echo and self.refuse is None:
             self.hub.on_close(self)
 
     cpdef pause_writing(self):
@@ -402,6 +408,7 @@ cdef class Router:
     cdef public unsigned long long n_events
     cdef public unsigned long long n_slow_closed
     cdef public unsigned long long n_ping_dropped
+    cdef public unsigned long long n_refused      # connections refused by admission control
     cdef public unsigned long long n_frag_refused     # connections closed: unfinished messages over the cap
     cdef public unsigned long long n_frag_expired     # connections closed: a message not finished in time
     cdef public Py_ssize_t frag_bytes                 # bytes of unfinished messages held, all connections
