@@ -181,11 +181,23 @@ def _hash(pw):
         p.close()
 
 
-def _running_note(data, what):
+def _tell_server(data):
+    """A server running on data closes the connections the change signed out (SIGHUP)."""
+    import signal
+
     from . import datadir
 
-    if datadir.in_use(data):
-        print(f"note: the server is running: {what}")
+    pid = datadir.in_use(data)
+    if not pid:
+        return
+    try:
+        if pid < 0:
+            raise ProcessLookupError
+        os.kill(pid, signal.SIGHUP)
+        print(f"told the server (pid {pid}): their open connections are closed")
+    except (ProcessLookupError, PermissionError):
+        print("note: a server is running but could not be told (run this as its user, or `systemctl reload "
+              "chatsrv`): connections open now stay until they close")
 
 
 def admin_command(args, data):
@@ -225,12 +237,13 @@ def admin_command(args, data):
             pw_hash = _hash(read_password("new password: "))
             out = admin.user_passwd(store, args.user, pw_hash, args.sign_out)
             print(f"password of {args.user} changed" + (f"; signed out {', '.join(out)}" if out else ""))
+            if out:
+                _tell_server(data)
         elif cmd in ("user disable", "user enable"):
             admin.user_disable(store, args.user, cmd == "user disable")
             print(f"{args.user} {cmd.split()[1]}d")
             if cmd == "user disable":
-                _running_note(data, f"{args.user} cannot log in or authenticate from now on; connections "
-                                    "open now stay until they close (restart the server to end them now)")
+                _tell_server(data)
         elif cmd == "user delete":
             if not args.yes:
                 if not sys.stdin.isatty():
@@ -246,8 +259,7 @@ def admin_command(args, data):
         elif cmd == "logout":
             out = admin.logout(store, args.user, args.device)
             print(f"signed out {', '.join(out) if out else 'no device'} of {args.user}")
-            _running_note(data, "their tokens no longer work; connections open now stay until they close "
-                                "(restart the server to end them now)")
+            _tell_server(data)
         elif cmd == "stats":
             print(admin.stats(store, data))
         elif cmd == "check":

@@ -234,6 +234,8 @@ async def _main(cfg):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # the operator's commands (chatsrv user disable, logout...) after they change accounts or tokens
+    loop.add_signal_handler(signal.SIGHUP, srv.hub.recheck_sessions)
     await stop.wait()
     log.info("shutting down")
     await srv.stop()

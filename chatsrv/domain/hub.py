@@ -77,6 +77,22 @@ class Hub:
                 self.presence.went_offline(conn.user)
         self.watching.closed(conn)
 
+    def recheck_sessions(self):
+        """Closes (1008, "signed out") every connection whose account has been disabled or
+        deleted, or whose device's tokens revoked, since it authenticated: the operator's
+        commands change the store, then signal the server (SIGHUP) to run this. One read
+        transaction for all connections; only on that signal."""
+        gone = []
+        with self.ctx.store.read() as r:
+            for c in self.conns:
+                if c.authed and not c.closing:
+                    u = r.user(c.user)
+                    if u is None or u.disabled or u.deleted or not r.device_tokens(c.user, c.device):
+                        gone.append(c)
+        for c in gone:
+            c.close(CLOSE_POLICY, "signed out")
+        log.info("sessions rechecked: closed=%d", len(gone))
+
     def _auth_timeout(self, conn):
         conn.timer = None
         if not conn.authed:

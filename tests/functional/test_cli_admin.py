@@ -84,16 +84,22 @@ async def test_commands_beside_a_running_server(make_server, login, connect, mon
     assert await (await connect(srv)).err("login", user=bob, password=PASSWORD, device="x") == "unauthorized"
     await (await connect(srv)).ok("login", user=bob, password=NEW_PASSWORD, device="x")
 
-    # logout of one device: its token stops working, the other device's does not
-    rc, out, err = cmd("logout", ann, "tablet")
-    assert rc == 0 and "signed out tablet" in out and "server is running" in out
+    # logout of one device: its token stops working and its open connection is closed;
+    # the other device's go on
+    a3 = await login(srv, ann, device="phone2", signup=False)
+    rc, out, err = cmd("logout", ann, "phone2")
+    assert rc == 0 and "signed out phone2" in out and f"told the server (pid {srv.proc.pid})" in out
+    assert await a3.closed(5) == 1008 and a3.close_reason == "signed out"
+    assert await (await connect(srv)).err("auth", token=a3.token) == "unauthorized"
+    assert cmd("logout", ann, "tablet")[0] == 0
     assert await (await connect(srv)).err("auth", token=a2.token) == "unauthorized"
     await (await connect(srv)).auth(a.token)
+    await a.ok("convs")                                  # dev1's connection is still open
 
     # a disabled account can neither log in nor authenticate; enabled again, it can
-    assert cmd("user", "disable", cat)[:2] == (0, f"{cat} disabled\nnote: the server is running: {cat} cannot "
-                                                  "log in or authenticate from now on; connections open now stay "
-                                                  "until they close (restart the server to end them now)\n")
+    assert cmd("user", "disable", cat)[:2] == (0, f"{cat} disabled\ntold the server (pid {srv.proc.pid}): their "
+                                                  "open connections are closed\n")
+    assert await c.closed(5) == 1008
     assert await (await connect(srv)).err("login", user=cat, password=PASSWORD, device="d") == "forbidden"
     assert await (await connect(srv)).err("auth", token=c.token) == "forbidden"
     assert cmd("user", "enable", cat)[0] == 0

@@ -142,7 +142,8 @@ class Client:
     @classmethod
     async def connect(cls, url: str, origin: Optional[str] = None,
                       headers: "Optional[dict | list[tuple[str, str]]]" = None, timeout: float = 5.0,
-                      auto_pong: bool = True, local_addr: Optional[tuple] = None) -> "Client":
+                      auto_pong: bool = True, local_addr: Optional[tuple] = None,
+                      socket_factory=None) -> "Client":
         c = cls(url)
         # a list of (name, value) pairs may repeat a header
         extra = list(headers.items() if isinstance(headers, dict) else headers or [])
@@ -151,7 +152,8 @@ class Client:
         transport, _listener = await ws_connect(
             lambda: _Listener(c), url, extra_headers=extra or None,
             websocket_handshake_timeout=timeout, use_aiofastnet=False,
-            enable_auto_pong=auto_pong, **({"local_addr": local_addr} if local_addr else {}))
+            enable_auto_pong=auto_pong, socket_factory=socket_factory,
+            **({"local_addr": local_addr} if local_addr else {}))
         c.transport = transport
         return c
 

@@ -360,8 +360,10 @@ class LmdbStore:
 
     @staticmethod
     def unavailable(exc):
-        """True for a failure of the storage itself (full map or disk, I/O error)."""
-        return isinstance(exc, (lmdb.MapFullError, lmdb.DiskError, OSError))
+        """True for a failure of the storage itself (full map or disk, I/O error). A short
+        write to a full disk comes back as EIO, which py-lmdb raises as a bare lmdb.Error
+        (its class for system errors) rather than a DiskError."""
+        return isinstance(exc, (lmdb.MapFullError, lmdb.DiskError, lmdb.PanicError, OSError)) or type(exc) is lmdb.Error
 
     # --- cache misses of the appender (writer thread, inside its transaction)
 
