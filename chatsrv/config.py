@@ -167,6 +167,9 @@ OPTIONS = [
                                     "acknowledged messages"),
     ("log_level", str, "info", "debug, info, warning or error"),
     ("log_format", str, "text", "text (a line of key=value pairs) or json (one object per line)"),
+    ("accept_rate", float, 0.0, "new WebSocket connections accepted per second at most (token bucket); "
+                                "over it one is closed at once with 1013 and a retry hint; 0: no limit"),
+    ("accept_burst", float, 1000.0, "connections accepted at once after a quiet time (--accept-rate's bucket)"),
     ("echo_path", str, "", "TESTING: also serve a WebSocket echo endpoint at this path (e.g. /echo) "
                            "through the chat's own frame layer, for conformance suites; off when empty"),
 ]

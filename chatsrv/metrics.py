@@ -103,6 +103,8 @@ class Collector:
         yield gauge("connections_authenticated", "Authenticated connections", r.n_authed)
         yield gauge("users_online", "Users with at least one authenticated connection", len(r.users))
         yield counter("connections_opened", "WebSocket connections accepted", r.n_opened)
+        yield counter("connections_refused_busy", "Connections closed at once with 1013 by admission "
+                      "control (--accept-rate)", r.n_refused)
         yield counter("requests", "Requests received (after the rate limit)", r.n_requests)
         yield counter("rate_limited", "Requests refused by a connection's rate limit (rate, burst)", r.n_rate_limited)
         outcomes = dict(self.outcomes)

@@ -17,6 +17,7 @@ from .bus import LocalBus
 from .config import split_address
 from .core import Conn, Router, Sender
 from .datadir import InUse, Lock, make_private
+from .admission import Admission
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .core import SendDone
 from .domain.hub import Hub
@@ -93,6 +94,7 @@ class Server:
                                 [self.push]) if cfg.metrics else None)
         self.origins = cfg.origins()
         self.echo_path = cfg.echo_path.encode() if cfg.echo_path else None
+        self.admission = Admission(cfg.accept_rate, cfg.accept_burst)
         try:
             self.server = await self._listen()
         except OSError as e:
@@ -151,6 +153,8 @@ class Server:
             conn = Conn(self.hub, self.router, self.sender, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                         cfg.rate_close_after)
             conn.echo = echo
+            if not echo:
+                conn.refuse = self.admission.admit()
             # a proxy may add its own header line after the client's (HAProxy does): all lines count
             conn.forwarded = ", ".join(request.headers.getall("X-Forwarded-For", [])) or None
             return conn

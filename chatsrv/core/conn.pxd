@@ -38,6 +38,9 @@ cdef class Conn(WSListener):
     # --echo-path: messages (text or binary) go back to the peer instead of to the hub, through
     # this same frame layer, so a WebSocket conformance suite tests what the chat runs on
     cdef public bint echo
+    # set at the upgrade by admission control: the connection is closed at once with 1013
+    # and this reason (its retry hint), without ever reaching the hub
+    cdef public str refuse
 
     cdef bytearray _frag     # a fragmented message so far
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush

@@ -73,14 +73,17 @@ cdef class Conn(WSListener):
         self.state = OPEN
         transport.underlying_transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         self.router.opened(self)
-        if not self.echo:
+        if self.refuse is not None:
+            self.router.n_refused += 1
+            self.close(WSCloseCode.TRY_AGAIN_LATER, self.refuse)
+        elif not self.echo:
             self.hub.on_open(self)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.state = CLOSED
         self._drop_frag()
         self.router.closed(self)
-        if not self.echo:
+        if not self.echo and self.refuse is None:
             self.hub.on_close(self)
 
     cpdef pause_writing(self):

@@ -24,6 +24,7 @@ cdef class Router:
     cdef public unsigned long long n_events
     cdef public unsigned long long n_slow_closed
     cdef public unsigned long long n_ping_dropped
+    cdef public unsigned long long n_refused      # connections refused by admission control
     cdef public unsigned long long n_frag_refused     # connections closed: unfinished messages over the cap
     cdef public unsigned long long n_frag_expired     # connections closed: a message not finished in time
     cdef public Py_ssize_t frag_bytes                 # bytes of unfinished messages held, all connections
