@@ -132,10 +132,12 @@ def main(argv=None):
         return serve(cfg)
     if args.cmd == "backup":
         from .datadir import NoDatabase
+        from .files.service import backup as backup_files
         from .store.lmdb import backup
 
         try:
             backup(cfg.data, args.dest)
+            backup_files(cfg.data, args.dest)     # after the snapshot: every file it names
         except (OSError, NoDatabase) as e:
             print(f"chatsrv backup: {e}", file=sys.stderr)
             return 1

@@ -32,6 +32,9 @@ Reader (every method also on WriteTxn, reading the transaction's own writes):
   device_tokens(user, device) -> [selector]
   push_subscriptions(user) -> [(device, PushSub)]   push_subscription(user, device) -> PushSub|None
   muted_until(user, conv) -> int
+  file(file_id) -> FileRecord|None         file_usage(user) -> bytes
+  referenced_blobs() -> {sha256}           unsent_files(before_ts) -> [FileRecord]  (no refs, oldest first)
+  (the FileIndex of chatsrv/files/catalog.py; Catalog makes every change of them)
 WriteTxn:
   create_user(user, pw_hash) -> bool (False: taken)   set_password_hash(user, pw_hash)
   put_user(user, User)                     set_device_seen(user, device, ms)
@@ -45,6 +48,8 @@ WriteTxn:
   append_message(user, conv, body, cid, create_direct, sys, members) -> Appended
   put_push_subscription(user, device, PushSub)      delete_push_subscription(user, device)
   set_mute(user, conv, until)              (0 unmutes)
+  put_file(FileRecord)                     delete_file(file_id)
+  add_file_usage(user, delta)              add_blob_ref(sha256, delta) -> count
 """
 import dataclasses
 import time

@@ -9,10 +9,11 @@ import contextlib
 import threading
 
 from .. import convid
+from ..files.catalog import FileRecord
 from . import Appended, Conv, Membership, NotMember, Token, User, now_ms
 
 TABLES = ("users", "tokens", "devtokens", "convs", "members", "msgs", "inbox", "reads", "cursors", "cids",
-          "delivered", "seen", "pushsubs", "mutes", "devseen")
+          "delivered", "seen", "pushsubs", "mutes", "devseen", "files", "fileusage", "blobrefs")
 USER_TABLES = ("devtokens", "members", "inbox", "reads", "cursors", "cids", "delivered", "seen", "pushsubs",
                "mutes", "devseen")
 
@@ -113,6 +114,20 @@ class MemoryRead:
 
     def muted_until(self, user, conv):
         return self.t["mutes"].get((user, conv), 0)
+
+    def file(self, file_id):
+        raw = self.t["files"].get(file_id)      # kept encoded: a record read is a copy
+        return FileRecord.from_bytes(raw) if raw is not None else None
+
+    def file_usage(self, user):
+        return self.t["fileusage"].get(user, 0)
+
+    def referenced_blobs(self):
+        return set(self.t["blobrefs"])
+
+    def unsent_files(self, before_ts):
+        recs = sorted((FileRecord.from_bytes(raw) for raw in self.t["files"].values()), key=lambda r: (r.ts, r.id))
+        return [r for r in recs if not r.refs and r.ts < before_ts]
 
 
 class MemoryWrite(MemoryRead):
@@ -232,6 +247,26 @@ class MemoryWrite(MemoryRead):
             self.t["mutes"].pop((user, conv), None)
         else:
             self.t["mutes"][(user, conv)] = until
+
+    def put_file(self, rec):
+        self.t["files"][rec.id] = rec.to_bytes()
+
+    def delete_file(self, file_id):
+        self.t["files"].pop(file_id, None)
+
+    def add_file_usage(self, user, delta):
+        return self._count("fileusage", user, delta)
+
+    def add_blob_ref(self, sha256, delta):
+        return self._count("blobrefs", sha256, delta)
+
+    def _count(self, table, key, delta):
+        n = self.t[table].get(key, 0) + delta
+        if n > 0:
+            self.t[table][key] = n
+        else:
+            self.t[table].pop(key, None)
+        return n
 
 
 class MemoryStore:

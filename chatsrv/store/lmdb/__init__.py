@@ -16,6 +16,7 @@ if os.environ.get("CHATSRV_DROP_GIL", "1") == "1":
 import orjson
 
 from ... import convid, datadir
+from ...files.catalog import FileRecord
 from .. import Conv, Membership, NotMember, PushSub, Token, User, now_ms
 from . import inbox as _inbox
 from . import layout as L
@@ -188,6 +189,24 @@ class LmdbRead:
     def muted_until(self, user, conv):
         return _u64_or(self._get("mutes", L.pair(user, conv)), 0)
 
+    def file(self, file_id):
+        v = self._get("files", file_id.encode())
+        return FileRecord.from_bytes(v) if v is not None else None
+
+    def file_usage(self, user):
+        return _u64_or(self._get("fileusage", user.encode()), 0)
+
+    def referenced_blobs(self):
+        return {k.hex() for k, _ in _scan(self.txn, self.db["blobrefs"], b"")}
+
+    def unsent_files(self, before_ts):
+        out = []
+        for k, _ in _scan(self.txn, self.db["unsent"], b""):
+            if L.tail_u64(k[:8]) >= before_ts:
+                break
+            out.append(self.file(k[8:].decode()))
+        return out
+
 
 class LmdbWrite(LmdbRead):
     """The writes of the store interface inside the writer's transaction. Reads of the
@@ -289,6 +308,33 @@ class LmdbWrite(LmdbRead):
             self._delete("mutes", L.pair(user, conv))
         else:
             self._put("mutes", L.pair(user, conv), L.u64(until))
+
+    def put_file(self, rec):
+        self._put("files", rec.id.encode(), rec.to_bytes())
+        if rec.refs:
+            self._delete("unsent", L.unsent(rec.ts, rec.id))
+        else:
+            self._put("unsent", L.unsent(rec.ts, rec.id), b"")
+
+    def delete_file(self, file_id):
+        rec = self.file(file_id)
+        if rec is not None:
+            self._delete("files", file_id.encode())
+            self._delete("unsent", L.unsent(rec.ts, rec.id))
+
+    def add_file_usage(self, user, delta):
+        self._count("fileusage", user.encode(), delta)
+
+    def add_blob_ref(self, sha256, delta):
+        return self._count("blobrefs", bytes.fromhex(sha256), delta)
+
+    def _count(self, table, key, delta):
+        n = _u64_or(self._get(table, key), 0) + delta
+        if n > 0:
+            self._put(table, key, L.u64(n))
+        else:
+            self._delete(table, key)
+        return n
 
 
 def _sub_rec(sub):

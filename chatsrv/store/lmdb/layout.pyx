@@ -19,6 +19,10 @@ keys sort by number under their prefix.
   seen      user                    -> ms the user was last online
   pushsubs  user\\0device            -> {"endpoint", "p256dh", "auth", "ts"}
   mutes     user\\0conv              -> until (ms since the epoch)
+  files     file id                 -> FileRecord (chatsrv/files/catalog.py) as JSON
+  unsent    ts u64 + file id        -> b"" for each file no message carries, by upload time
+  fileusage user                    -> bytes of the user's files
+  blobrefs  sha256 (32 bytes)       -> records naming the blob
   devseen   user\\0device            -> ms the device's last connection ended
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
@@ -26,7 +30,7 @@ from libc.string cimport memcpy
 from libc.stdint cimport uint64_t, uint8_t
 
 TABLES = ("users", "tokens", "devtokens", "convs", "members", "msgs", "inbox", "reads", "cursors", "cids",
-          "delivered", "seen", "pushsubs", "mutes", "devseen")
+          "delivered", "seen", "pushsubs", "mutes", "devseen", "files", "unsent", "fileusage", "blobrefs")
 # the tables whose rows are a user's own, keyed user\0... (and seen, keyed by the name)
 USER_TABLES = ("devtokens", "members", "inbox", "reads", "cursors", "cids", "delivered", "pushsubs", "mutes",
                "devseen")
@@ -94,6 +98,10 @@ cpdef bytes msg(bytes conv_b, uint64_t seq):
 cpdef bytes inbox(bytes user_b, uint64_t pos):
     """user\\0pos."""
     return msg(user_b, pos)
+
+
+def unsent(uint64_t ts, str file_id):
+    return key_u64(b"", ts) + file_id.encode()
 
 
 def devtoken(user, device, bytes selector):

@@ -2,9 +2,9 @@
 the conversations it was sent in, and its bytes are freed with its last reference."""
 import pytest
 
-from chatsrv.files import Catalog, FileError, FileRecord
+from chatsrv.files.catalog import Catalog, FileRecord
+from chatsrv.files.errors import FileError
 
-from .dictindex import DictIndex
 
 
 def rec(fid, user="alice", sha="a" * 64, size=10, thumb=None):
@@ -20,8 +20,7 @@ def test_record_round_trips_and_shows_only_public_fields():
     assert rec("f2").public() == {"id": "f2", "name": "f2.bin", "type": "application/pdf", "size": 10}
 
 
-def test_only_the_uploader_attaches_and_nothing_changes_on_refusal():
-    ix = DictIndex()
+def test_only_the_uploader_attaches_and_nothing_changes_on_refusal(ix):
     Catalog.add(ix, rec("f1"))
     Catalog.add(ix, rec("f2", user="bob", sha="b" * 64))
     with pytest.raises(FileError) as e:
@@ -34,8 +33,7 @@ def test_only_the_uploader_attaches_and_nothing_changes_on_refusal():
     assert r.refs == {"g:x": 1} and ix.file("f1").refs == {"g:x": 1}
 
 
-def test_readers_are_the_uploader_and_members_of_its_conversations():
-    ix = DictIndex()
+def test_readers_are_the_uploader_and_members_of_its_conversations(ix):
     Catalog.add(ix, rec("f1"))
     members = {"g:x": {"alice", "bob"}, "g:y": {"alice", "carol"}}
 
@@ -49,11 +47,10 @@ def test_readers_are_the_uploader_and_members_of_its_conversations():
     assert not may("bob")
 
 
-def test_bytes_are_freed_with_the_last_reference():
-    ix = DictIndex()
+def test_bytes_are_freed_with_the_last_reference(ix):
     Catalog.add(ix, rec("f1", size=10, thumb="c" * 64))
     Catalog.add(ix, rec("f2", size=7))            # same content uploaded again
-    assert ix.file_usage("alice") == 17 and ix.blob_refs == {"a" * 64: 2, "c" * 64: 1}
+    assert ix.file_usage("alice") == 17 and ix.t["blobrefs"] == {"a" * 64: 2, "c" * 64: 1}
     Catalog.attach(ix, ["f1"], "alice", "d:alice:bob")
     Catalog.attach(ix, ["f1"], "alice", "d:alice:bob")   # sent twice
     Catalog.attach(ix, ["f1"], "alice", "g:x")
@@ -65,11 +62,10 @@ def test_bytes_are_freed_with_the_last_reference():
     assert Catalog.detach(ix, ["f1"], "g:x") == ["c" * 64]  # the content is still f2's
     assert ix.file("f1") is None and ix.file_usage("alice") == 7
     assert Catalog.detach(ix, ["f2"], "g:x") == ["a" * 64]
-    assert ix.file_usage("alice") == 0 and ix.blob_refs == {} and ix.files == {}
+    assert ix.file_usage("alice") == 0 and ix.t["blobrefs"] == {} and ix.t["files"] == {}
 
 
-def test_an_upload_never_sent_is_forgotten_with_its_bytes():
-    ix = DictIndex()
+def test_an_upload_never_sent_is_forgotten_with_its_bytes(ix):
     Catalog.add(ix, rec("f1"))
     assert Catalog.forget(ix, ix.file("f1")) == ["a" * 64]
-    assert ix.files == {} and ix.file_usage("alice") == 0
+    assert ix.t["files"] == {} and ix.file_usage("alice") == 0

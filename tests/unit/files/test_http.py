@@ -1,6 +1,6 @@
 """Download headers: images inline as their verified type, everything else a
 download that no browser renders or sniffs, whatever its name or declared type."""
-from chatsrv.files import FileRecord
+from chatsrv.files.catalog import FileRecord
 from chatsrv.files.http import headers
 
 

@@ -8,16 +8,16 @@ import pytest
 from PIL import Image
 
 from chatsrv.config import Config
-from chatsrv.files import Catalog, FileError
+from chatsrv.files.catalog import Catalog
+from chatsrv.files.errors import FileError
 from chatsrv.files.service import Files, backup
 
-from .dictindex import DictIndex
 from harness.imagekit import photo, png_bomb
 
 
 def make(tmp_path, **kw):
     cfg = Config(data=str(tmp_path), max_frame_bytes=1028, max_file_bytes=1 << 20, file_quota=4 << 20, **kw)
-    return Files(str(tmp_path), cfg), DictIndex()
+    return Files(str(tmp_path), cfg)
 
 
 def committer(ix):
@@ -39,8 +39,8 @@ async def upload(files, ix, data, name="f.bin", typ=None, owner="c1", user="alic
     return await files.done(owner, opened["upload"], committer(ix))
 
 
-async def test_upload_records_the_file_and_counts_its_bytes(tmp_path):
-    files, ix = make(tmp_path)
+async def test_upload_records_the_file_and_counts_its_bytes(tmp_path, ix):
+    files = make(tmp_path)
     data = os.urandom(5000)
     pub = await upload(files, ix, data, "a.bin", "application/pdf")
     assert pub == {"id": pub["id"], "name": "a.bin", "type": "application/pdf", "size": 5000}
@@ -50,8 +50,8 @@ async def test_upload_records_the_file_and_counts_its_bytes(tmp_path):
     files.close()
 
 
-async def test_image_upload_is_cleaned(tmp_path):
-    files, ix = make(tmp_path)
+async def test_image_upload_is_cleaned(tmp_path, ix):
+    files = make(tmp_path)
     data = open(photo(str(tmp_path / "p.jpg"), size=(640, 480)), "rb").read()
     pub = await upload(files, ix, data, "p.jpg", "image/jpeg")
     assert (pub["width"], pub["height"], pub["thumb"]) == (640, 480, True)
@@ -62,12 +62,12 @@ async def test_image_upload_is_cleaned(tmp_path):
         with pytest.raises(FileError) as e:
             await upload(files, ix, bad, "x.png", "image/png")
         assert e.value.code == code
-    assert len(ix.files) == 1 and files.uploads._reserved == {}
+    assert len(ix.t["files"]) == 1 and files.uploads._reserved == {}
     files.close()
 
 
-async def test_bad_frames_fail_their_upload_once(tmp_path):
-    files, ix = make(tmp_path)
+async def test_bad_frames_fail_their_upload_once(tmp_path, ix):
+    files = make(tmp_path)
     assert files.frame("c1", memoryview(b"\0\0"))[1].code == "bad_request"
     assert files.frame("c1", memoryview(b"\0\0\0\x09data")) is None     # no such upload: ignored
     h = files.open("c1", "alice", "f", None, 3, 0)["upload"]
@@ -86,8 +86,8 @@ async def test_bad_frames_fail_their_upload_once(tmp_path):
     files.close()
 
 
-async def test_urls_and_downloads_follow_membership(tmp_path):
-    files, ix = make(tmp_path)
+async def test_urls_and_downloads_follow_membership(tmp_path, ix):
+    files = make(tmp_path)
     pdf = await upload(files, ix, b"%PDF-1.4 hello", "t.pdf", "application/pdf")
     img = await upload(files, ix, open(photo(str(tmp_path / "p.png"), fmt="PNG"), "rb").read(), "p.png",
                        "image/png")
@@ -124,8 +124,8 @@ async def test_urls_and_downloads_follow_membership(tmp_path):
     files.close()
 
 
-async def test_unsent_files_expire_and_free_their_bytes(tmp_path):
-    files, ix = make(tmp_path, unsent_file_ttl=60)
+async def test_unsent_files_expire_and_free_their_bytes(tmp_path, ix):
+    files = make(tmp_path, unsent_file_ttl=60)
     sent = await upload(files, ix, b"sent")
     unsent = await upload(files, ix, b"never sent")
     Catalog.attach(ix, [sent["id"]], "alice", "g:x")
@@ -138,19 +138,19 @@ async def test_unsent_files_expire_and_free_their_bytes(tmp_path):
     files.close()
 
 
-async def test_sweep_at_start_and_backup(tmp_path):
+async def test_sweep_at_start_and_backup(tmp_path, ix):
     src = tmp_path / "src"
-    files, ix = make(src)
+    files = make(src)
     kept = await upload(files, ix, b"kept")
     orphan = files.blobs.put(b"orphan: its record was never committed")
     files.blobs.unpin([orphan])
     files.uploads.open("c1", "alice", "half", None, 10, 0)
     files.close()
-    again, _ = make(src)
+    again = make(src)
     assert again.sweep(ix) == 1 and list(again.blobs) == [ix.file(kept["id"]).sha256]
     dest = tmp_path / "dest"
     dest.mkdir()
     assert backup(str(src), str(dest)) == 1
-    copy, _ = make(dest)
+    copy = make(dest)
     assert open(copy.blobs.path(ix.file(kept["id"]).sha256), "rb").read() == b"kept"
     assert backup(str(tmp_path / "none"), str(dest)) == 0

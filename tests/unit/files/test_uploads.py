@@ -7,9 +7,11 @@ import os
 import pytest
 from PIL import Image
 
-from chatsrv.files import Blobs, Catalog, FileError, Limits, Uploads, complete
+from chatsrv.files.blobs import Blobs
+from chatsrv.files.catalog import Catalog
+from chatsrv.files.errors import FileError
+from chatsrv.files.uploads import Limits, Uploads, complete
 
-from .dictindex import DictIndex
 from harness.imagekit import photo, png_bomb
 
 LIMITS = Limits(max_file_bytes=1000, quota=2500, max_uploads=2, max_image_pixels=64_000_000)
@@ -145,7 +147,7 @@ def upload_file(ups, path, typ, owner="c"):
     return ups.finish(owner, up.handle)
 
 
-def test_image_is_stored_cleaned_with_its_thumbnail(blobs, tmp_path):
+def test_image_is_stored_cleaned_with_its_thumbnail(blobs, tmp_path, ix):
     ups = Uploads(blobs, Limits(10**6, 0, 4, 64_000_000))
     src = photo(str(tmp_path / "gps.jpg"), size=(800, 600))
     up = upload_file(ups, src, "image/jpeg")
@@ -156,7 +158,6 @@ def test_image_is_stored_cleaned_with_its_thumbnail(blobs, tmp_path):
     assert not Image.open(io.BytesIO(stored)).getexif()
     assert Image.open(blobs.path(rec.thumb)).size == (320, 240)
     assert os.listdir(os.path.join(blobs.root, "tmp")) == []
-    ix = DictIndex()
     Catalog.add(ix, rec)
     ups.settle(up, rec)
     [r] = Catalog.attach(ix, [rec.id], "alice", "g:x")
