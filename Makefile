@@ -18,9 +18,9 @@ BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r 
 .PHONY: all venv build sysdeps run test unit functional browser annotate bench locust clean
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx in front of
-# the server, systemd-analyze for the unit); installed only when missing.
-SYSDEPS_CMDS := promtool chromium nginx systemd-analyze
-SYSDEPS_PKGS := prometheus chromium nginx systemd
+# the server, systemd-analyze for the unit, haproxy in front of several nodes); installed only when missing.
+SYSDEPS_CMDS := promtool chromium nginx systemd-analyze haproxy
+SYSDEPS_PKGS := prometheus chromium nginx systemd haproxy
 
 all: build
 
