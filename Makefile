@@ -17,10 +17,11 @@ BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r 
 
 .PHONY: all venv build sysdeps run test unit functional browser annotate bench locust clean
 
-# Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx in front of
-# the server, systemd-analyze for the unit, haproxy in front of several nodes); installed only when missing.
-SYSDEPS_CMDS := promtool chromium nginx systemd-analyze haproxy
-SYSDEPS_PKGS := prometheus chromium nginx systemd haproxy
+# Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx and caddy in
+# front of the server, systemd-analyze for the units in deploy/, haproxy in front of several nodes);
+# installed only when missing.
+SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze haproxy
+SYSDEPS_PKGS := prometheus chromium nginx caddy systemd haproxy
 
 all: build
 
@@ -90,8 +91,9 @@ browser: build $(STAMP) sysdeps
 
 annotate: $(RUN_STAMP)
 	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force
-	@echo "see chatsrv/_core.html"
+	@echo "see the .html beside each .pyx under chatsrv/"
 
+# what Cython and the compiler make: every .c, .html and .so under chatsrv/ except the web client's
 clean:
 	rm -rf build *.egg-info $(BUILD_STAMP)
-	find chatsrv \( -name '*.so' -o -name '_core.c' -o -name '_core.html' \) -delete
+	find chatsrv -path chatsrv/web -prune -o \( -name '*.so' -o -name '*.c' -o -name '*.html' \) -print -delete

@@ -1,14 +1,20 @@
-"""Builds chatsrv._core. CHATSRV_ANNOTATE=1 writes the Cython HTML annotation."""
+"""Builds chatsrv's compiled modules: every .pyx under chatsrv/ (each with its .pxd
+surface) becomes the extension of the same dotted name. CHATSRV_ANNOTATE=1 writes the
+Cython HTML annotation beside each .pyx."""
 import os
+from pathlib import Path
 
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-ext = Extension("chatsrv._core", ["chatsrv/_core.pyx"], extra_compile_args=["-O2"])
+ROOT = Path(__file__).resolve().parent
+exts = [Extension(".".join(p.with_suffix("").relative_to(ROOT).parts), [str(p.relative_to(ROOT))],
+                  extra_compile_args=["-O2"])
+        for p in sorted((ROOT / "chatsrv").rglob("*.pyx"))]
 
 setup(
     ext_modules=cythonize(
-        [ext],
+        exts,
         language_level=3,
         annotate=bool(os.environ.get("CHATSRV_ANNOTATE")),
         compiler_directives={

@@ -26,6 +26,9 @@ cdef extern from "<sys/socket.h>" nogil:
 
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
 
+from chatsrv.proto.check cimport send_kind, SEND_NOT, SEND_TO
+from chatsrv.proto.encode cimport msg_layout, msg_inbox, MSG_INBOX_END, send_ok
+
 import logging
 
 import orjson
@@ -35,26 +38,10 @@ log = logging.getLogger("chatsrv.core")
 cdef object _dumps = orjson.dumps
 cdef object _loads = orjson.loads
 
-DEF DIGITS_END = 40      # len(prefix) + 20 digits: where an inbox number ends in the event buffer
-
-cdef bytes MSG_PREFIX = b'{"ev":"msg","inbox":'
-cdef Py_ssize_t MSG_PREFIX_LEN = 20
-
 cdef inline double _now() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
-
-
-cdef inline Py_ssize_t _put_digits(char* end, uint64_t v) noexcept:
-    """Writes v in decimal so that its last digit is just before `end`; returns the count."""
-    cdef Py_ssize_t n = 0
-    while True:
-        n += 1
-        end[-n] = <char>(48 + v % 10)
-        v //= 10
-        if v == 0:
-            return n
 
 
 cdef inline void _put_u64be(char* p, uint64_t v) noexcept:
@@ -334,7 +321,7 @@ cdef class Conn(WSListener):
             self.hub.on_request(self, text)     # answers bad_request
             return
         if (self.authed and type(obj) is dict and self.router.sender is not None
-                and (<dict>obj).get("op") == "send" and self.router.sender.try_send(self, <dict>obj)):
+                and self.router.sender.try_send(self, <dict>obj)):
             return
         self.hub.on_object(self, obj)
 
@@ -373,7 +360,7 @@ cdef class Router:
         self.members = {}
         self.watchers = {}
         self.write_limit = write_limit
-        self._buf = bytearray(DIGITS_END)
+        self._buf = bytearray()
 
     cdef int queue_flush(self, Conn c) except -1:
         self._dirty.append(c)
@@ -504,32 +491,25 @@ cdef class Router:
         """Sends one stored message to every connection of every member.
 
         members[i] got the message at inbox position positions[i]; record is the
-        stored `"conv":...}` tail. The event is built once; per recipient only the
-        inbox digits and the constant prefix are rewritten in front of it.
+        stored `"conv":...}` tail. The event is laid out once (proto's encoder); per
+        recipient only the inbox digits and the constant prefix are rewritten.
         """
-        cdef Py_ssize_t i, nd, off, sent = 0
-        cdef Py_ssize_t rlen = PyBytes_GET_SIZE(record)
-        cdef bytearray buf = self._buf
-        cdef char* p
+        cdef Py_ssize_t i, start, sent = 0
+        cdef Py_ssize_t end = MSG_INBOX_END + 1 + PyBytes_GET_SIZE(record)
+        cdef char* p = msg_layout(self._buf, record)
         cdef uint64_t pos
         cdef list conns
         cdef Conn c
-        PyByteArray_Resize(buf, DIGITS_END + 1 + rlen)
-        p = PyByteArray_AS_STRING(buf)
-        p[DIGITS_END] = b','
-        memcpy(p + DIGITS_END + 1, PyBytes_AS_STRING(record), rlen)
         for i in range(len(members)):
             conns = self.users.get(members[i])
             if conns is None:
                 continue
             pos = positions[i]
-            nd = _put_digits(p + DIGITS_END, pos)
-            off = DIGITS_END - nd - MSG_PREFIX_LEN
-            memcpy(p + off, PyBytes_AS_STRING(MSG_PREFIX), MSG_PREFIX_LEN)
+            start = msg_inbox(p, pos)
             for c in conns:
                 if c is exclude or c.replaying or pos <= c.last_sent or not self._writable(c):
                     continue
-                c.put(p + off, DIGITS_END + 1 + rlen - off)
+                c.put(p + start, end - start)
                 c.last_sent = pos
                 sent += 1
         self.n_messages += 1
@@ -594,9 +574,9 @@ cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t a
 
     Returns (count sent, position of the last one sent, or `after`).
     """
-    cdef Py_ssize_t n = 0, nd, off, rlen
+    cdef Py_ssize_t n = 0, start
     cdef uint64_t pos = after
-    cdef bytearray buf = bytearray(DIGITS_END + 1)
+    cdef bytearray buf = bytearray()
     cdef char* p
     cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
     cdef bytes k, rec
@@ -610,15 +590,9 @@ cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t a
             break
         pos = tail_u64(k)
         rec = get(cur.value(), db=msgs_db)
-        rlen = PyBytes_GET_SIZE(rec)
-        PyByteArray_Resize(buf, DIGITS_END + 1 + rlen)
-        p = PyByteArray_AS_STRING(buf)
-        nd = _put_digits(p + DIGITS_END, pos)
-        off = DIGITS_END - nd - MSG_PREFIX_LEN
-        memcpy(p + off, PyBytes_AS_STRING(MSG_PREFIX), MSG_PREFIX_LEN)
-        p[DIGITS_END] = b','
-        memcpy(p + DIGITS_END + 1, PyBytes_AS_STRING(rec), rlen)
-        c.put(p + off, DIGITS_END + 1 + rlen - off)
+        p = msg_layout(buf, rec)
+        start = msg_inbox(p, pos)
+        c.put(p + start, MSG_INBOX_END + 1 + PyBytes_GET_SIZE(rec) - start)
         c.last_sent = pos
         n += 1
         if not cur.next():
@@ -772,30 +746,15 @@ cdef class SendDone:
             return
         self.hub.send_latency.observe(_now() - self.t0)
         self.conn.router.fanout(result, self.conn, None)
-        self.conn.send(_dumps({"id": self.rid, "ok": {"conv": result[1], "seq": result[2], "ts": result[3],
-                                                      "inbox": result[4]}}))
-
-
-cdef inline bint _user_name(object v):
-    """^[a-z0-9_]{3,32}$"""
-    cdef str s
-    cdef Py_UCS4 ch
-    if type(v) is not str:
-        return False
-    s = <str>v
-    if not 3 <= len(s) <= 32:
-        return False
-    for ch in s:
-        if not (ch == u'_' or u'a' <= ch <= u'z' or u'0' <= ch <= u'9'):
-            return False
-    return True
+        self.conn.send(send_ok(self.rid, result[1], result[2], result[3], result[4]))
 
 
 @cython.final
 cdef class Sender:
-    """Takes a well-formed `send` to a known conversation straight from the frame to
-    the writer. Anything else (a new conversation, a malformed or refused request)
-    returns False and takes the hub's path, which gives the exact answer."""
+    """Takes a well-formed `send` (proto's compiled check decides that) to a known
+    conversation straight from the frame to the writer. Anything else (a new
+    conversation, a malformed or refused request) returns False and takes the hub's
+    path, which gives the exact answer."""
     cdef Router router
     cdef object hub
     cdef object writer
@@ -810,30 +769,20 @@ cdef class Sender:
         self.max_body = max_body
 
     cdef bint try_send(self, Conn c, dict d) except -1:
-        rid = d.get("id")
-        if rid is not None and type(rid) is not int and type(rid) is not str:
+        cdef int kind = send_kind(d, self.max_body)
+        if kind == SEND_NOT:
             return False
-        body = d.get("body")
-        cid = d.get("cid")
-        to = d.get("to")
-        conv = d.get("conv")
-        if type(body) is not str or type(cid) is not str:
-            return False
-        if len(<str>body) == 0 or not 1 <= len(<str>cid) <= 64:
-            return False
-        if len(<str>body) * 4 > self.max_body and len((<str>body).encode()) > self.max_body:
-            return False
-        if to is not None:
-            if conv is not None or not _user_name(to) or to == c.user:
-                return False
+        if kind == SEND_TO:
+            to = <str>d["to"]
             conv = ("d:" + c.user + ":" + to) if c.user < to else ("d:" + to + ":" + c.user)
-        elif type(conv) is not str or not 1 <= len(<str>conv) <= 100:
-            return False
+        else:
+            conv = d["conv"]
         members = self.router.members.get(conv)
         if members is None or c.user not in members:
             return False
         try:
-            self.writer.submit(StoreMessage(self.ms, c.user, conv, body, cid), SendDone(c, rid, self.hub))
+            self.writer.submit(StoreMessage(self.ms, c.user, conv, d["body"], d["cid"]),
+                               SendDone(c, d.get("id"), self.hub))
         except RuntimeError:        # shutting down: the hub answers unavailable
             return False
         return True

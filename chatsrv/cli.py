@@ -117,7 +117,7 @@ def main(argv=None):
 def adduser(data, user):
     import getpass
 
-    from . import protocol as P
+    from . import proto as P
     from .auth import Passwords
     from .datadir import NoDatabase, require_database
     from .store import add_user

@@ -11,9 +11,9 @@ import lmdb
 import orjson
 
 from . import _core
-from . import protocol as P
+from . import proto as P
 from . import push as push_mod
-from .protocol import ProtocolError
+from .proto import ProtocolError
 from .metrics import Hist
 from .presence import Presence
 from .store import NUL, Refused, direct_conv, now_ms

@@ -2,7 +2,7 @@
 of theirs is alive; changes are announced to watching connections after a grace
 window, with the state that holds at its end, so a quick reconnect is silent.
 Users nobody watches cost a dict lookup per connect and disconnect, nothing more."""
-from . import protocol as P
+from . import proto as P
 from .store import now_ms
 
 

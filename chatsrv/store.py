@@ -32,9 +32,9 @@ if os.environ.get("CHATSRV_DROP_GIL", "1") == "1":
 import orjson
 
 from . import _core, datadir
-from . import protocol as P
+from . import proto as P
 from .metrics import Hist
-from .protocol import message_record
+from .proto import message_record
 
 log = logging.getLogger("chatsrv.store")
 

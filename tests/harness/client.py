@@ -142,7 +142,7 @@ class Client:
     @classmethod
     async def connect(cls, url: str, origin: Optional[str] = None,
                       headers: Optional[dict] = None, timeout: float = 5.0,
-                      auto_pong: bool = True) -> "Client":
+                      auto_pong: bool = True, local_addr: Optional[tuple] = None) -> "Client":
         c = cls(url)
         extra = dict(headers or {})
         if origin is not None:
@@ -150,7 +150,7 @@ class Client:
         transport, _listener = await ws_connect(
             lambda: _Listener(c), url, extra_headers=extra or None,
             websocket_handshake_timeout=timeout, use_aiofastnet=False,
-            enable_auto_pong=auto_pong)
+            enable_auto_pong=auto_pong, **({"local_addr": local_addr} if local_addr else {}))
         c.transport = transport
         return c
 

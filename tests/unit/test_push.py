@@ -10,10 +10,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from chatsrv import protocol as P
+from chatsrv import proto as P
 from chatsrv import push
 from chatsrv.config import Config
-from chatsrv.protocol import ProtocolError
+from chatsrv.proto import ProtocolError
 from chatsrv.store import Store
 
 

@@ -1,54 +1,39 @@
-"""Protocol v1: JSON text frames to typed requests, and replies and events to bytes.
+"""Requests of protocol v1: a JSON text frame to a typed request, or a ProtocolError.
 
-Pure functions and small classes; no sockets, no storage. Every shape check of
-client input happens here, so the hub only ever sees well-formed requests.
+The only place that decides what a well-formed request is: each field's validator
+raises the message a client sees, built on the compiled rules in check.pyx that the
+core's send fast path uses too. Pure functions and small classes; no sockets, no
+storage, no knowledge of who is a member of what.
 """
 import re
 
 import orjson
 
-BAD_REQUEST = "bad_request"
-UNAUTHORIZED = "unauthorized"
-FORBIDDEN = "forbidden"
-NOT_FOUND = "not_found"
-CONFLICT = "conflict"
-TOO_LARGE = "too_large"
-RATE_LIMITED = "rate_limited"
-UNAVAILABLE = "unavailable"
-INTERNAL = "internal"
+from . import check
+from .errors import BAD_REQUEST, TOO_LARGE, ProtocolError
 
-USER_RE = re.compile(r"[a-z0-9_]{3,32}")
 DEVICE_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-CONV_MAX = 100
+CONV_MAX = check.CONV_MAX
+CID_MAX = check.CID_MAX
 HISTORY_DEFAULT = 50
 HISTORY_MAX = 200
 USER_LIST_MAX = 10000    # a bound on the work one request can ask for; group size has its own limit
 
 
-class ProtocolError(Exception):
-    """A request that gets an `err` reply; `rid` is the id it carried, if any."""
-
-    def __init__(self, rid, code, msg):
-        super().__init__(msg)
-        self.rid = rid
-        self.code = code
-        self.msg = msg
-
-
 # --- field validators: each takes (name, value) and returns the clean value or raises ValueError
 
 
-def _str(name, v, lo=1, hi=None):
+def _str(name, v, lo, hi):
     if type(v) is not str:
         raise ValueError(f"{name} must be a string")
-    if len(v) < lo or (hi is not None and len(v) > hi):
+    if not check.is_text(v, lo, hi):
         raise ValueError(f"{name} must be {lo} to {hi} characters")
     return v
 
 
 def user_name(name, v):
-    if type(v) is not str or not USER_RE.fullmatch(v):
-        raise ValueError(f"{name} must match ^[a-z0-9_]{{3,32}}$")
+    if not check.is_user_name(v):
+        raise ValueError(f"{name} must match ^[a-z0-9_]{{{check.USER_MIN},{check.USER_MAX}}}$")
     return v
 
 
@@ -63,7 +48,7 @@ def device(name, v):
 
 
 def cid(name, v):
-    return _str(name, v, 1, 64)
+    return _str(name, v, 1, CID_MAX)
 
 
 def conv(name, v):
@@ -76,7 +61,7 @@ def token(name, v):
 
 def body(name, v):
     # The byte limit is enforced by Parser (it is configurable); here only the type.
-    if type(v) is not str or not v:
+    if not check.is_body(v):
         raise ValueError(f"{name} must be a non-empty string")
     return v
 
@@ -299,7 +284,7 @@ class Parser:
         if type(obj) is not dict:
             raise ProtocolError(None, BAD_REQUEST, "frame must be a JSON object")
         rid = obj.get("id")
-        if rid is not None and type(rid) not in (int, str):
+        if not check.is_rid(rid):
             raise ProtocolError(None, BAD_REQUEST, "id must be an integer or a string")
         name = obj.get("op")
         cls = OPS.get(name) if type(name) is str else None
@@ -307,54 +292,12 @@ class Parser:
             raise ProtocolError(rid, BAD_REQUEST, "unknown op" if name is not None else "op is required")
         req = cls.from_obj(rid, obj)
         b = getattr(req, "body", None)
-        # UTF-8 is at most 4 bytes per character, so most bodies skip the encode.
-        if b is not None and len(b) * 4 > self.max_body_bytes and len(b.encode()) > self.max_body_bytes:
-            raise ProtocolError(rid, "too_large", f"body is over {self.max_body_bytes} bytes")
+        if b is not None and not check.body_fits(b, self.max_body_bytes):
+            raise ProtocolError(rid, TOO_LARGE, f"body is over {self.max_body_bytes} bytes")
         return req
 
 
-# --- server to client
-
-
-def ok(rid, result):
-    return orjson.dumps({"id": rid, "ok": result})
-
-
-def err(rid, code, msg):
-    return orjson.dumps({"id": rid, "err": {"code": code, "msg": msg}})
-
-
-def event(name, **fields):
-    return orjson.dumps({"ev": name, **fields})
-
-
-# A stored message is kept as the tail of its JSON object, `"conv":...}`, so that
-# a `msg` event is MSG_PREFIX + inbox digits + b"," + record and a history item
-# is b"{" + record: no decode or encode per message on replay or fan-out.
-MSG_PREFIX = b'{"ev":"msg","inbox":'
-
-
-def message_record(conv, seq, sender, ts, body=None, cid=None, sys=None):
-    m = {"conv": conv, "seq": seq, "from": sender, "ts": ts}
-    if sys is not None:
-        m["sys"] = sys
-    else:
-        m["body"] = body
-    if cid is not None:
-        m["cid"] = cid
-    return orjson.dumps(m)[1:]
-
-
-def msg_event(inbox, record):
-    return MSG_PREFIX + str(inbox).encode() + b"," + record
-
-
-def history_reply(rid, records):
-    return b'{"id":' + orjson.dumps(rid) + b',"ok":{"messages":[' + b",".join(
-        [b"{" + r for r in records]) + b"]}}"
-
-
-# --- push notifications (Web Push; the sending side is chatsrv/push.py)
+# --- push notification fields (Web Push; the sending side is chatsrv/push)
 
 PUSH_ENDPOINT_MAX = 2048
 MUTE_UNTIL_MAX = (1 << 63) - 1

@@ -1,8 +1,8 @@
-"""protocol.py without sockets: parsing, validation and encoding."""
+"""chatsrv.proto without sockets: parsing, validation and encoding."""
 import orjson
 import pytest
 
-from chatsrv import protocol as P
+from chatsrv import proto as P
 
 parser = P.Parser(max_body_bytes=16)
 
