@@ -8,9 +8,9 @@ once, and queues its outgoing frames to leave in one write per loop iteration.
 `Router` holds who is connected, conversation membership and presence
 watchers, and fans events out: an event is encoded once and only the
 recipient's inbox position is spliced into the bytes. `Sender` takes a
-well-formed `send` to a known conversation from the frame to the writer, and
-`MessageStore` stores it inside the writer's transaction; every other request
-goes to the hub, once. Nothing here runs Python code per recipient.
+well-formed `send` to a known conversation from the frame to the writer (the
+store's compiled AppendMessage stores it inside the writer's transaction);
+every other request goes to the hub, once. Nothing here runs Python code per recipient.
 """
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
@@ -24,6 +24,7 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t c_send "send" (int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
 
+from chatsrv.store.message cimport Appended, AppendMessage
 from picows.picows cimport WSListener, WSTransport, WSFrame, WSMsgType, WSCloseCode
 
 from chatsrv.proto.check cimport send_kind, SEND_NOT, SEND_TO
@@ -49,29 +50,6 @@ cdef inline void _put_u64be(char* p, uint64_t v) noexcept:
     for i in range(8):
         p[7 - i] = <char>(v & 0xff)
         v >>= 8
-
-
-cdef inline uint64_t _get_u64be(const uint8_t* p) noexcept:
-    cdef uint64_t v = 0
-    cdef int i
-    for i in range(8):
-        v = (v << 8) | p[i]
-    return v
-
-
-cpdef bytes key_u64(bytes prefix, uint64_t v):
-    """prefix + big-endian v: the store's keys for inboxes and messages."""
-    cdef Py_ssize_t n = PyBytes_GET_SIZE(prefix)
-    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + 8)
-    cdef char* p = PyBytes_AS_STRING(out)
-    memcpy(p, PyBytes_AS_STRING(prefix), n)
-    _put_u64be(p + n, v)
-    return out
-
-
-cpdef uint64_t tail_u64(bytes key):
-    """The big-endian number in the last 8 bytes of a key."""
-    return _get_u64be(<const uint8_t*>PyBytes_AS_STRING(key) + PyBytes_GET_SIZE(key) - 8)
 
 
 cdef class Conn(WSListener):
@@ -516,17 +494,16 @@ cdef class Router:
         self.n_delivered += sent
         return sent
 
-    cpdef fanout(self, tuple result, Conn exclude, list members_after):
-        """Delivers a committed message (a store() result) to its members' connections
-        and hands it to push; nothing for a deduplicated one."""
-        if result[0]:
+    cpdef fanout(self, Appended result, Conn exclude, list members_after):
+        """Delivers a committed message to its members' connections and hands it to
+        push; nothing for a deduplicated one."""
+        if result.dup:
             return
-        conv = result[1]
-        members = result[7]
-        self.members[conv] = members if members_after is None else members_after
-        self.deliver(members, result[6], result[5], exclude)
+        members = result.members
+        self.members[result.conv] = members if members_after is None else members_after
+        self.deliver(members, result.positions, result.record, exclude)
         if self.push is not None:
-            self.push.on_message(members, result[5])
+            self.push.on_message(members, result.record)
 
     cpdef Py_ssize_t broadcast(self, users, bytes data, Conn exclude=None, str skip_user=None):
         """Sends the same event bytes to every connection of each user in `users`,
@@ -541,190 +518,26 @@ cdef class Router:
         return sent
 
 
-cpdef list append_inboxes(txn, inbox_db, list members, dict heads, head_of, bytes mkey):
-    """Appends message key `mkey` to each member's inbox inside the write txn.
-
-    `members` are user names; `heads` caches each inbox's head and
-    `head_of(txn, user)` loads one on a miss. Returns the new positions.
-    """
-    cdef list out = []
-    cdef uint64_t h
-    cdef Py_ssize_t n
-    cdef bytes key, mb
-    cdef char* p
-    put = txn.put
-    for m in members:
-        cached = heads.get(m)
-        h = (head_of(txn, m) if cached is None else cached) + 1
-        heads[m] = h
-        mb = (<str>m).encode()
-        n = PyBytes_GET_SIZE(mb)
-        key = PyBytes_FromStringAndSize(NULL, n + 9)
-        p = PyBytes_AS_STRING(key)
-        memcpy(p, PyBytes_AS_STRING(mb), n)
-        p[n] = 0
-        _put_u64be(p + n + 1, h)
-        put(key, mkey, db=inbox_db)
-        out.append(h)
-    return out
-
-
-cpdef tuple replay(Conn c, txn, inbox_db, msgs_db, bytes user_prefix, uint64_t after, Py_ssize_t max_n):
-    """Sends up to max_n `msg` events from c.user's inbox after position `after`.
-
-    Returns (count sent, position of the last one sent, or `after`).
-    """
-    cdef Py_ssize_t n = 0, start
-    cdef uint64_t pos = after
+cpdef uint64_t replay(Conn c, list positions, list records):
+    """Sends backlog entries (the store's inbox_after: positions and stored records) to c
+    as `msg` events. Returns the position of the last one sent, or 0."""
+    cdef Py_ssize_t i, start
+    cdef uint64_t pos = 0
     cdef bytearray buf = bytearray()
     cdef char* p
-    cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
-    cdef bytes k, rec
-    cur = txn.cursor(db=inbox_db)
-    get = txn.get
-    if not cur.set_range(key_u64(user_prefix, after + 1)):
-        return (0, after)
-    while n < max_n:
-        k = cur.key()
-        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix:
-            break
-        pos = tail_u64(k)
-        rec = get(cur.value(), db=msgs_db)
+    cdef bytes rec
+    for i in range(len(positions)):
+        pos = positions[i]
+        rec = records[i]
         p = msg_layout(buf, rec)
         start = msg_inbox(p, pos)
         c.put(p + start, MSG_INBOX_END + 1 + PyBytes_GET_SIZE(rec) - start)
         c.last_sent = pos
-        n += 1
-        if not cur.next():
-            break
-    return (n, pos)
-
-
-cpdef dict inbox_span(txn, inbox_db, bytes user_prefix, uint64_t after, uint64_t upto, bint direct_only):
-    """{conv: (seq, pos)} of the newest entry of each conversation among inbox positions
-    (after, upto]. In an inbox a conversation's messages are in seq order, so the
-    last entry seen holds both its highest seq and its highest position."""
-    cdef dict out = {}
-    cdef Py_ssize_t plen = PyBytes_GET_SIZE(user_prefix)
-    cdef bytes k, v
-    cdef uint64_t pos
-    cur = txn.cursor(db=inbox_db)
-    if not cur.set_range(key_u64(user_prefix, after + 1)):
-        return out
-    while True:
-        k = cur.key()
-        if PyBytes_GET_SIZE(k) != plen + 8 or k[:plen] != user_prefix:
-            break
-        pos = tail_u64(k)
-        if pos > upto:
-            break
-        v = cur.value()
-        if not direct_only or v[:2] == b"d:":
-            out[PyUnicode_DecodeUTF8(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v) - 9, NULL)] = (tail_u64(v), pos)
-        if not cur.next():
-            break
-    return out
+    return pos
 
 
 # --- the send path: one request in, one stored message, fan-out and reply out,
 # with no Python code run per message once a conversation is known
-
-cdef class MessageStore:
-    """Stores a message inside the writer's transaction (runs in the writer thread).
-
-    The caches are the writer's: conv -> last seq, user -> inbox head, conv ->
-    members. They are derived from the store and cleared by the writer whenever
-    a transaction aborts."""
-
-    cdef public dict heads
-    cdef public dict seqs
-    cdef public dict members
-    cdef object writer
-    cdef object msgs_db, inbox_db, reads_db, cids_db
-    cdef object record
-    cdef object refused
-
-    def __init__(self, writer, store, record, refused):
-        self.writer = writer
-        self.heads = writer.heads
-        self.seqs = writer.seqs
-        self.members = writer.members
-        self.msgs_db = store.msgs
-        self.inbox_db = store.inbox
-        self.reads_db = store.reads
-        self.cids_db = store.cids
-        self.record = record
-        self.refused = refused
-
-    cpdef tuple store(self, txn, str user, str conv, body, cid, new_conv=None, sys=None, list members=None):
-        """Stores a message and appends it to every member's inbox.
-
-        The sender must be a member (checked here, against the store, so a send
-        that raced a removal is refused); `members` overrides the recipients for
-        system messages. Returns (dup, conv, seq, ts, inbox, record, positions,
-        members), inbox being the sender's own position: a cid seen before gives
-        dup=True with the first send's conv, seq, ts and inbox, and stores nothing."""
-        cdef bytes user_b = user.encode()
-        cdef bytes conv_b = conv.encode()
-        cdef bytes ck = None, mkey, record
-        cdef uint64_t seq, mine = 0
-        cdef list positions
-        get = txn.get
-        put = txn.put
-        if cid is not None:
-            ck = user_b + b"\0" + (<str>cid).encode()
-            prev = get(ck, None, self.cids_db)
-            if prev is not None:
-                c2, s2, t2, m2 = _loads(prev)
-                return (True, c2, s2, t2, m2, None, None, None)
-        if members is None:
-            if new_conv is not None:
-                self.writer.create_conv(txn, conv, new_conv)
-            members = self.members.get(conv_b)
-            if members is None:
-                members = self.writer.members_of(txn, conv_b)
-            if members is None or user not in members:
-                raise self.refused()
-        last = self.seqs.get(conv_b)
-        seq = (self.writer.last_seq(txn, conv_b) if last is None else last) + 1
-        ts = _now_ms()
-        record = self.record(conv, seq, user, ts, body, cid, sys)
-        mkey = key_u64(conv_b + b"\0", seq)
-        put(mkey, record, True, True, False, self.msgs_db)
-        self.seqs[conv_b] = seq
-        positions = append_inboxes(txn, self.inbox_db, members, self.heads, self.writer.head_of, mkey)
-        if user in members:
-            put(user_b + b"\0" + conv_b, key_u64(b"", seq), True, True, False, self.reads_db)
-            mine = positions[members.index(user)]
-        if ck is not None:
-            put(ck, _dumps([conv, seq, ts, mine]), True, True, False, self.cids_db)
-        return (False, conv, seq, ts, mine, record, positions, members)
-
-
-cdef inline uint64_t _now_ms():
-    cdef timespec ts
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return <uint64_t>ts.tv_sec * 1000 + <uint64_t>(ts.tv_nsec // 1000000)
-
-
-@cython.final
-cdef class StoreMessage:
-    """A writer job: MessageStore.store with its arguments."""
-    cdef MessageStore ms
-    cdef str user, conv
-    cdef object body, cid, new_conv
-
-    def __init__(self, MessageStore ms, str user, str conv, body, cid, new_conv=None):
-        self.ms = ms
-        self.user = user
-        self.conv = conv
-        self.body = body
-        self.cid = cid
-        self.new_conv = new_conv
-
-    def __call__(self, txn):
-        return self.ms.store(txn, self.user, self.conv, self.body, self.cid, self.new_conv)
-
 
 @cython.final
 cdef class SendDone:
@@ -740,13 +553,13 @@ cdef class SendDone:
         self.hub = hub
         self.t0 = _now()
 
-    def __call__(self, tuple result, error):
+    def __call__(self, Appended result, error):
         if error is not None:
             self.hub.write_failed(self.conn, self.rid, error)
             return
         self.hub.send_latency.observe(_now() - self.t0)
         self.conn.router.fanout(result, self.conn, None)
-        self.conn.send(send_ok(self.rid, result[1], result[2], result[3], result[4]))
+        self.conn.send(send_ok(self.rid, result.conv, result.seq, result.ts, result.inbox))
 
 
 @cython.final
@@ -758,14 +571,12 @@ cdef class Sender:
     cdef Router router
     cdef object hub
     cdef object writer
-    cdef MessageStore ms
     cdef Py_ssize_t max_body
 
-    def __init__(self, Router router, hub, writer, MessageStore ms, Py_ssize_t max_body):
+    def __init__(self, Router router, hub, writer, Py_ssize_t max_body):
         self.router = router
         self.hub = hub
         self.writer = writer
-        self.ms = ms
         self.max_body = max_body
 
     cdef bint try_send(self, Conn c, dict d) except -1:
@@ -781,7 +592,7 @@ cdef class Sender:
         if members is None or c.user not in members:
             return False
         try:
-            self.writer.submit(StoreMessage(self.ms, c.user, conv, d["body"], d["cid"]),
+            self.writer.submit(AppendMessage(c.user, conv, d["body"], d["cid"]),
                                SendDone(c, d.get("id"), self.hub))
         except RuntimeError:        # shutting down: the hub answers unavailable
             return False

@@ -102,7 +102,7 @@ def main(argv=None):
         return adduser(cfg.data, args.user)
     if args.cmd == "backup":
         from .datadir import NoDatabase
-        from .store import backup
+        from .store.lmdb import backup
 
         try:
             backup(cfg.data, args.dest)
@@ -120,7 +120,7 @@ def adduser(data, user):
     from . import proto as P
     from .auth import Passwords
     from .datadir import NoDatabase, require_database
-    from .store import add_user
+    from .store.lmdb import add_user
 
     try:
         require_database(data)

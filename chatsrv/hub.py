@@ -2,21 +2,22 @@
 a parsed request into reads, writer jobs and events, and never loops over
 recipients itself (the router does that in Cython)."""
 import asyncio
-import base64
 import logging
-import os
 import time
 
-import lmdb
 import orjson
 
-from . import _core
+from . import _core, convid
 from . import proto as P
-from . import push as push_mod
-from .proto import ProtocolError
+from .domain import errors
+from .domain.accounts import AddToken, ChangePassword, CreateUser, RevokeDevice, SetPasswordHash
+from .domain.groups import ChangeGroup, CreateGroup
+from .domain.messages import Ack, MarkRead
+from .domain.presence import Presence
+from .domain.pushsubs import DeletePushSub, PutPushSub, SetMute
 from .metrics import Hist
-from .presence import Presence
-from .store import NUL, Refused, direct_conv, now_ms
+from .proto import ProtocolError
+from .store import AppendMessage, Unavailable, now_ms
 
 log = logging.getLogger("chatsrv.hub")
 
@@ -164,7 +165,7 @@ class Hub:
 
         self.loop.create_task(run())
 
-    def _write(self, conn, req, fn, done):
+    def _write(self, conn, req, op, done):
         """Submits a writer job; done(result) runs after the commit. A failed write answers
         `unavailable` (map or disk full) or `internal`, and nothing acknowledged is lost."""
 
@@ -178,20 +179,16 @@ class Hub:
                 conn.send(P.err(req.rid, e.code, e.msg))
 
         try:
-            self.writer.submit(fn, finish)
+            self.writer.submit(op, finish)
         except RuntimeError:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "server is shutting down")
 
     @staticmethod
     def write_failed(conn, rid, error):
-        if isinstance(error, Refused):
-            conn.send(P.err(rid, error.code, error.msg))
-        elif isinstance(error, (lmdb.MapFullError, lmdb.DiskError, OSError)):
-            conn.send(P.err(rid, P.UNAVAILABLE, "storage is full or failing; try again later"))
-        else:
-            conn.send(P.err(rid, P.INTERNAL, "internal error"))
+        e = errors.wire(rid, error)
+        conn.send(P.err(rid, e.code, e.msg))
 
-    def _future_write(self, fn):
+    def _future_write(self, op):
         """A writer job as an awaitable, for ops that are coroutines."""
         fut = self.loop.create_future()
 
@@ -199,7 +196,7 @@ class Hub:
             if not fut.done():
                 fut.set_exception(error) if error is not None else fut.set_result(result)
 
-        self.writer.submit(fn, finish)
+        self.writer.submit(op, finish)
         return fut
 
     # --- accounts
@@ -207,8 +204,8 @@ class Hub:
     def signup(self, conn, req):
         if not self.cfg.signup:
             raise ProtocolError(req.rid, P.FORBIDDEN, "sign-up is closed on this server")
-        with self.store.read() as txn:
-            if self.store.user(txn, req.user) is not None:
+        with self.store.read() as r:
+            if r.user(req.user) is not None:
                 raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
         if self._hashing >= self.cfg.max_pending_hashes:
             raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
@@ -221,8 +218,8 @@ class Hub:
         finally:
             self._hashing -= 1
         try:
-            created = await self._future_write(lambda txn: self.writer.create_user(txn, req.user, h))
-        except lmdb.Error:
+            created = await self._future_write(CreateUser(req.user, h))
+        except Unavailable:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
         if not created:
             raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
@@ -239,11 +236,11 @@ class Hub:
         self._task(conn, req, self._login(conn, req), exclusive=True)
 
     async def _login(self, conn, req):
-        with self.store.read() as txn:
-            rec = self.store.user(txn, req.user)
+        with self.store.read() as r:
+            rec = r.user(req.user)
         self._hashing += 1
         try:
-            good, rehash = await self.passwords.verify(rec["pw"] if rec else None, req.password)
+            good, rehash = await self.passwords.verify(rec.pw if rec else None, req.password)
         finally:
             self._hashing -= 1
         if not good:
@@ -254,12 +251,11 @@ class Hub:
         if conn.closing:
             return
         token, selector, mac = self.tokens.new()
-        w = self.writer
         try:
             if rehash:
-                await self._future_write(lambda txn: w.set_password_hash(txn, req.user, rehash))
-            cursor = await self._future_write(lambda txn: w.add_token(txn, req.user, req.device, selector, mac))
-        except lmdb.Error:
+                await self._future_write(SetPasswordHash(req.user, rehash))
+            cursor = await self._future_write(AddToken(req.user, req.device, selector, mac))
+        except Unavailable:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
         log.info("login user=%s device=%s addr=%s", req.user, req.device, conn.addr)
         self._authenticated(conn, req, req.user, req.device, cursor,
@@ -269,12 +265,12 @@ class Hub:
         if conn.authed:
             raise ProtocolError(req.rid, P.BAD_REQUEST, "this connection is already authenticated")
         selector = self.tokens.selector(req.token)
-        with self.store.read() as txn:
-            found = self.store.token(txn, selector) if selector is not None else None
-            if found is None or not self.tokens.check(req.token, found[2]):
+        with self.store.read() as r:
+            found = r.token(selector) if selector is not None else None
+            if found is None or not self.tokens.check(req.token, found.mac):
                 raise ProtocolError(req.rid, P.UNAUTHORIZED, "invalid or revoked token")
-            user, device, _ = found
-            cursor = self.store.cursor(txn, user, device)
+            user, device = found.user, found.device
+            cursor = r.cursor(user, device)
         if cursor is None:
             cursor = 0
         self._authenticated(conn, req, user, device, cursor, {"user": user, "device": device})
@@ -302,14 +298,13 @@ class Hub:
         if conn.paused:
             conn.resume_cb = lambda: self._replay(conn)
             return
-        store = self.store
-        with store.read() as txn:
-            n, _ = _core.replay(conn, txn, store.inbox, store.msgs, conn.user.encode() + NUL, conn.last_sent,
-                                REPLAY_CHUNK)
-            if n == REPLAY_CHUNK:
+        with self.store.read() as r:
+            positions, records = r.inbox_after(conn.user, conn.last_sent, REPLAY_CHUNK)
+            _core.replay(conn, positions, records)
+            if len(positions) == REPLAY_CHUNK:
                 self.loop.call_soon(self._replay, conn)
                 return
-            head = store.inbox_head(txn, conn.user)
+            head = r.inbox_head(conn.user)
         conn.replaying = False
         conn.send(P.event("synced", inbox=head))
 
@@ -333,11 +328,11 @@ class Hub:
 
     async def _password_change(self, conn, req):
         user, device = conn.user, conn.device
-        with self.store.read() as txn:
-            rec = self.store.user(txn, user)
+        with self.store.read() as r:
+            rec = r.user(user)
         self._hashing += 1
         try:
-            good, _ = await self.passwords.verify(rec["pw"] if rec else None, req.old)
+            good, _ = await self.passwords.verify(rec.pw if rec else None, req.old)
             if not good:
                 self.throttle_user.fail(user)
                 log.info("password change refused user=%s addr=%s", user, conn.addr)
@@ -346,15 +341,9 @@ class Hub:
             h = await self.passwords.hash(req.new)
         finally:
             self._hashing -= 1
-        w = self.writer
-
-        def change(txn):
-            w.set_password_hash(txn, user, h)
-            return w.revoke_other_devices(txn, user, device) if req.logout_others else []
-
         try:
-            others = await self._future_write(change)
-        except lmdb.Error:
+            others = await self._future_write(ChangePassword(user, h, device if req.logout_others else None))
+        except Unavailable:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
         log.info("password changed user=%s device=%s signed_out=%d", user, device, len(others))
         conn.send(P.ok(req.rid, {}))
@@ -373,18 +362,18 @@ class Hub:
                 if c.device == device:
                     c.close(CLOSE_POLICY, "logged out")
 
-        self._write(conn, req, lambda txn: self.writer.revoke_device(txn, user, device), done)
+        self._write(conn, req, RevokeDevice(user, device), done)
 
     # --- messages
 
     def _members(self, conv):
         members = self.router.members.get(conv)
         if members is None:
-            with self.store.read() as txn:
-                rec = self.store.conv(txn, conv)
-            if rec is None:
+            with self.store.read() as r:
+                members = r.members(conv)
+            if members is None:
                 return None
-            members = self.router.members[conv] = rec["members"]
+            self.router.members[conv] = members
         return members
 
     def send(self, conn, req):
@@ -393,12 +382,12 @@ class Hub:
         if req.to is not None:
             if req.to == user:
                 raise ProtocolError(req.rid, P.BAD_REQUEST, "cannot send to yourself")
-            conv = direct_conv(user, req.to)
+            conv = convid.direct(user, req.to)
             if self._members(conv) is None:
-                with self.store.read() as txn:
-                    if self.store.user(txn, req.to) is None:
+                with self.store.read() as r:
+                    if r.user(req.to) is None:
                         raise ProtocolError(req.rid, P.NOT_FOUND, "no such user")
-                new_conv = {"kind": "direct", "members": sorted((user, req.to)), "ts": now_ms()}
+                new_conv = tuple(sorted((user, req.to)))
         else:
             conv = req.conv
             # an early answer; the writer checks again against what is committed
@@ -407,7 +396,7 @@ class Hub:
                 raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
         # the common case (a known conversation) never gets here: the core's Sender takes it
         try:
-            self.writer.submit(_core.StoreMessage(self.writer.ms, user, conv, req.body, req.cid, new_conv),
+            self.writer.submit(AppendMessage(user, conv, req.body, req.cid, new_conv),
                                _core.SendDone(conn, req.rid, self))
         except RuntimeError:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "server is shutting down")
@@ -417,93 +406,90 @@ class Hub:
 
     def ack(self, conn, req):
         user, device = conn.user, conn.device
-        with self.store.read() as txn:
-            head = self.store.inbox_head(txn, user)
+        with self.store.read() as r:
+            head = r.inbox_head(user)
         if req.upto > head:
             raise ProtocolError(req.rid, P.BAD_REQUEST, f"upto is past the inbox head ({head})")
 
         def done(result):
             conn.send(P.ok(req.rid, {}))
-            for conv, seq in result[1]:
-                a, b = conv[2:].split(":")
-                self.router.broadcast((b if a == user else a,),
+            for conv, seq in result.delivered:
+                self.router.broadcast((convid.peer(conv, user),),
                                       P.event("delivered", conv=conv, user=user, seq=seq))
 
-        self._write(conn, req, lambda txn: self.writer.ack(txn, user, device, req.upto), done)
+        self._write(conn, req, Ack(user, device, req.upto), done)
 
     def read(self, conn, req):
         user, conv, seq = conn.user, req.conv, req.seq
 
         def done(result):
-            moved, marker, members = result
             conn.send(P.ok(req.rid, {}))
-            if moved:
-                self.router.broadcast(members, P.event("read", conv=conv, user=user, seq=marker))
-                self.on_read(conn, conv, marker)
+            if result.moved:
+                self.router.broadcast(result.members, P.event("read", conv=conv, user=user, seq=result.seq))
+                self.on_read(conn, conv, result.seq)
 
-        self._write(conn, req, lambda txn: self.writer.read(txn, user, conv, seq), done)
+        self._write(conn, req, MarkRead(user, conv, seq), done)
 
     def on_read(self, conn, conv, seq):
         """Called when conn's user has read conv up to seq: other devices' notifications are cleared."""
         if self.push is not None:
             self.push.on_read(conn.user, conn.device, conv, seq)
 
-    def _membership(self, txn, user, conv, rid):
-        m = self.store.membership(txn, user, conv)
-        if m is None or m.get("left"):
-            raise ProtocolError(rid, P.FORBIDDEN, "not a member of this conversation")
+    @staticmethod
+    def _membership(r, user, conv, rid):
+        m = r.membership(user, conv)
+        if m is None or not m.active:
+            raise errors.not_member(rid)
         return m
 
     def history(self, conn, req):
-        with self.store.read() as txn:
+        with self.store.read() as r:
             before = req.before
-            m = self.store.membership(txn, conn.user, req.conv) if req.include_left else None
-            if m is not None and m.get("left"):
+            m = r.membership(conn.user, req.conv) if req.include_left else None
+            if m is not None and not m.active:
                 # a former member reads what was theirs: up to the message of their departure
-                before = min(before, m["left"] + 1) if before is not None else m["left"] + 1
+                before = min(before, m.left + 1) if before is not None else m.left + 1
             else:
-                m = self._membership(txn, conn.user, req.conv, req.rid)
-            records = self.store.history(txn, req.conv, before, req.limit, since=m.get("joined", 1))
+                m = self._membership(r, conn.user, req.conv, req.rid)
+            records = r.history(req.conv, before, req.limit, since=m.joined)
         conn.send(P.history_reply(req.rid, records))
 
     def convs(self, conn, req):
         user = conn.user
-        store = self.store
         out = []
-        with store.read() as txn:
+        with self.store.read() as r:
             # Recency is exact by inbox position for conversations active in the newest
             # entries (timestamps tie within a millisecond); older ones go by timestamp.
-            head = store.inbox_head(txn, user)
-            recent = _core.inbox_span(txn, store.inbox, user.encode() + NUL, max(0, head - CONVS_RECENT), head,
-                                      False)
+            head = r.inbox_head(user)
+            recent = r.inbox_span(user, max(0, head - CONVS_RECENT), head, False)
             now = now_ms()
-            for conv, m in store.user_convs(txn, user):
-                left = m.get("left")
+            for conv, m in r.memberships(user):
+                left = m.left
                 if left and not req.include_left:
                     continue
-                rec = store.conv(txn, conv)
+                rec = r.conv(conv)
                 if left:
-                    last_seq, last = left, store.message(txn, conv, left)
+                    last_seq, last = left, r.message(conv, left)
                 else:
-                    last_seq, last = store.last_message(txn, conv)
-                read = store.read_seq(txn, user, conv)
-                item = {"conv": conv, "kind": rec["kind"]}
+                    last_seq, last = r.last_message(conv)
+                read = r.read_seq(user, conv)
+                item = {"conv": conv, "kind": rec.kind}
                 last_obj = orjson.loads(b"{" + last) if last is not None else None
-                if rec["kind"] == "direct":
-                    item["peer"] = next((u for u in rec["members"] if u != user), user)
+                if rec.kind == "direct":
+                    item["peer"] = next((u for u in rec.members if u != user), user)
                 elif left:
                     # the name they knew: renames after their departure are not theirs to see
-                    item["name"] = (last_obj or {}).get("sys", {}).get("name") or rec.get("name")
+                    item["name"] = (last_obj or {}).get("sys", {}).get("name") or rec.name
                     item["left"] = left
                 else:
-                    item["name"] = rec.get("name")
+                    item["name"] = rec.name
                 item.update(last_seq=last_seq, read_seq=min(read, last_seq), unread=max(0, last_seq - read),
                             last=last_obj)
-                muted = push_mod.muted_until(store, txn, user, conv)
+                muted = r.muted_until(user, conv)
                 if muted > now:
                     item["muted_until"] = muted
                 pos = recent.get(conv, (0, 0))[1]
-                out.append(((pos, last_obj["ts"] if last_obj else rec.get("ts", 0)), item))
+                out.append(((pos, last_obj["ts"] if last_obj else rec.ts), item))
         out.sort(key=lambda p: p[0], reverse=True)
         conn.send(P.ok(req.rid, {"convs": [item for _, item in out]}))
 
@@ -513,28 +499,23 @@ class Hub:
         user, cap = conn.user, self.cfg.max_group_members
         if len(set(req.members) | {user}) > cap:
             raise ProtocolError(req.rid, P.TOO_LARGE, f"a group has at most {cap} members")
-        conv = "g:" + base64.b32encode(os.urandom(10)).decode().lower()
+        conv = convid.new_group()
 
         def done(result):
-            self._deliver(result, None)
+            self._deliver(result.message, None, result.members)
             conn.send(P.ok(req.rid, {"conv": conv}))
 
-        self._write(conn, req, lambda txn: self.writer.group_create(txn, conv, user, req.name, req.members, cap),
-                    done)
+        self._write(conn, req, CreateGroup(conv, user, req.name, req.members, cap), done)
 
     def _group_change(self, conn, req, action, users=(), name=None):
         user, cap = conn.user, self.cfg.max_group_members
 
         def done(result):
             if result is not None:
-                self._deliver(result[0], None, members_after=result[1])
+                self._deliver(result.message, None, members_after=result.members)
             conn.send(P.ok(req.rid, {}))
 
-        def change(txn):
-            out = self.writer.group_change(txn, req.conv, user, action, users, name, cap)
-            return None if out is None else (out, self.writer.members[req.conv.encode()])
-
-        self._write(conn, req, change, done)
+        self._write(conn, req, ChangeGroup(req.conv, user, action, tuple(users), name, cap), done)
 
     def group_add(self, conn, req):
         self._group_change(conn, req, "add", req.users)
@@ -549,24 +530,24 @@ class Hub:
         self._group_change(conn, req, "rename", name=req.name)
 
     def group_info(self, conn, req):
-        with self.store.read() as txn:
-            rec = self.store.conv(txn, req.conv)
-        if rec is None or conn.user not in rec["members"]:
-            raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
-        if rec["kind"] != "group":
+        with self.store.read() as r:
+            rec = r.conv(req.conv)
+        if rec is None or conn.user not in rec.members:
+            raise errors.not_member(req.rid)
+        if rec.kind != "group":
             raise ProtocolError(req.rid, P.BAD_REQUEST, "not a group")
-        conn.send(P.ok(req.rid, {"conv": req.conv, "name": rec["name"], "owner": rec["owner"],
-                                 "members": rec["members"]}))
+        conn.send(P.ok(req.rid, {"conv": req.conv, "name": rec.name, "owner": rec.owner,
+                                 "members": rec.members}))
 
     # --- presence and typing
 
     def watch(self, conn, req):
         user = conn.user
-        with self.store.read() as txn:
+        with self.store.read() as r:
             for u in req.users:
-                if u != user and not self.store.shares_conv(txn, user, u):
+                if u != user and not shares_conv(r, user, u):
                     raise ProtocolError(req.rid, P.FORBIDDEN, f"no conversation shared with {u}")
-            states = self.presence.watch(conn, req.users, txn)
+            states = self.presence.watch(conn, req.users, r)
         if conn.extra is None:
             conn.extra = Session()
         conn.extra.watching.update(req.users)
@@ -618,18 +599,26 @@ class Hub:
         why = P.push_endpoint_policy(req.endpoint, self.cfg.push_allow_http)
         if why is not None:
             raise ProtocolError(req.rid, P.BAD_REQUEST, why)
-        user, device, store = conn.user, conn.device, self.store
-        self._write(conn, req, lambda txn: push_mod.put_sub(store, txn, user, device, req.endpoint, req.keys),
+        self._write(conn, req, PutPushSub(conn.user, conn.device, req.endpoint, req.keys),
                     lambda _: conn.send(P.ok(req.rid, {})))
 
     def push_unsubscribe(self, conn, req):
-        user, device, store = conn.user, conn.device, self.store
-        self._write(conn, req, lambda txn: push_mod.del_sub(store, txn, user, device),
-                    lambda _: conn.send(P.ok(req.rid, {})))
+        self._write(conn, req, DeletePushSub(conn.user, conn.device), lambda _: conn.send(P.ok(req.rid, {})))
 
     def mute(self, conn, req):
-        user, store = conn.user, self.store
-        with store.read() as txn:
-            self._membership(txn, user, req.conv, req.rid)
-        self._write(conn, req, lambda txn: push_mod.set_mute(store, txn, user, req.conv, req.until),
-                    lambda _: conn.send(P.ok(req.rid, {})))
+        with self.store.read() as r:
+            self._membership(r, conn.user, req.conv, req.rid)
+        self._write(conn, req, SetMute(conn.user, req.conv, req.until), lambda _: conn.send(P.ok(req.rid, {})))
+
+
+def shares_conv(r, user, other):
+    """True if the two users are members of one conversation (reader r)."""
+    m = r.membership(user, convid.direct(user, other))
+    if m is not None:
+        return True
+    for conv, m in r.memberships(user):
+        if m.active and convid.is_group(conv):
+            o = r.membership(other, conv)
+            if o is not None and o.active:
+                return True
+    return False

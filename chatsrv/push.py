@@ -12,10 +12,6 @@ Who runs what:
   says is gone (404/410), go through the store's single writer like every other write.
 
 Nothing here blocks the event loop or the writer.
-
-LMDB layout (named DBs added to store.DBS):
-  pushsubs  user\\0device  -> {"endpoint", "p256dh", "auth", "ts"}
-  mutes     user\\0conv    -> until (u64, ms since the epoch)
 """
 import base64
 import collections
@@ -32,8 +28,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from . import _core
-from .store import NUL, now_ms, prefix_scan
+from .domain.pushsubs import DeletePushSub
+from .store import now_ms
 
 log = logging.getLogger("chatsrv.push")
 
@@ -74,7 +70,7 @@ def b64url(raw):
 def topic(account, conv):
     """The Topic header for a conversation of an account: at most 32 characters of the
     URL-safe base64 alphabet (RFC 8030 5.4), so a hash, not the conv id itself."""
-    return b64url(hashlib.sha256(account.encode() + NUL + conv.encode()).digest())[:32]
+    return b64url(hashlib.sha256(account.encode() + b"\0" + conv.encode()).digest())[:32]
 
 
 def msg_payload(account, conv, seq, sender, ts, unread, body=None, sys=None, limit=MAX_PAYLOAD):
@@ -199,69 +195,12 @@ def public_key(vapid):
                                                 serialization.PublicFormat.UncompressedPoint))
 
 
-# --- storage: writes run in the writer thread (fn(txn) jobs), reads in any thread
-
-
-def _ukey(a, b):
-    return a.encode() + NUL + b.encode()
-
-
-def put_sub(store, txn, user, device, endpoint, keys):
-    rec = {"endpoint": endpoint, "p256dh": keys["p256dh"], "auth": keys["auth"], "ts": now_ms()}
-    txn.put(_ukey(user, device), orjson.dumps(rec), db=store.pushsubs)
-
-
-def del_sub(store, txn, user, device, endpoint=None):
-    """Deletes the (user, device) subscription; with `endpoint`, only if it is still that
-    one (a newer subscription that replaced it stays)."""
-    k = _ukey(user, device)
-    if endpoint is not None:
-        v = txn.get(k, db=store.pushsubs)
-        if v is None or orjson.loads(v).get("endpoint") != endpoint:
-            return False
-    return txn.delete(k, db=store.pushsubs)
-
-
-def set_mute(store, txn, user, conv, until):
-    k = _ukey(user, conv)
-    if until == 0:
-        txn.delete(k, db=store.mutes)
-    else:
-        txn.put(k, _core.key_u64(b"", until), db=store.mutes)
-
-
-def subs_of(store, txn, user):
-    """[(device, record)] of the user's subscriptions."""
-    prefix = user.encode() + NUL
-    n = len(prefix)
-    return [(k[n:].decode(), orjson.loads(v)) for k, v in prefix_scan(txn, store.pushsubs, prefix)]
-
-
-def sub_of(store, txn, user, device):
-    v = txn.get(_ukey(user, device), db=store.pushsubs)
-    return orjson.loads(v) if v is not None else None
-
-
-def muted_until(store, txn, user, conv):
-    v = txn.get(_ukey(user, conv), db=store.mutes)
-    return _core.tail_u64(v) if v is not None else 0
-
-
-def has_token(store, txn, user, device):
-    prefix = _ukey(user, device) + NUL
-    for _ in prefix_scan(txn, store.devtokens, prefix):
-        return True
-    return False
-
-
-def unread_total(store, txn, user):
-    """Unread messages over all the user's conversations (the badge count)."""
+def unread_total(r, user):
+    """Unread messages over all the user's conversations (the badge count), reader r."""
     total = 0
-    for conv, m in store.user_convs(txn, user):
-        if m.get("left"):
-            continue
-        last, _ = store.last_message(txn, conv)
-        total += max(0, last - store.read_seq(txn, user, conv))
+    for conv, m in r.memberships(user):
+        if m.active:
+            total += max(0, r.last_seq(conv) - r.read_seq(user, conv))
     return total
 
 
@@ -293,8 +232,8 @@ class Delivery:
     def __init__(self, user, device, sub, payload, topic_, urgency):
         self.user = user
         self.device = device
-        self.endpoint = sub["endpoint"]
-        self.keys = {"p256dh": sub["p256dh"], "auth": sub["auth"]}
+        self.endpoint = sub.endpoint
+        self.keys = {"p256dh": sub.p256dh, "auth": sub.auth}
         self.payload = payload
         self.topic = topic_
         self.urgency = urgency
@@ -512,18 +451,18 @@ class Push:
                 return
             job.conv, job.seq = m["conv"], m["seq"]
             users = [u for u in users if u != m["from"]]     # never to the sender
-        with store.read() as txn:
+        with store.read() as r:
             for user in users:
-                subs = subs_of(store, txn, user)
+                subs = r.push_subscriptions(user)
                 if job.kind == "read":
                     subs = [(d, s) for d, s in subs if d not in job.skip]
                 if not subs:
                     self._count("no_subscription")
                     continue
-                if job.kind == "msg" and muted_until(store, txn, user, job.conv) > now:
+                if job.kind == "msg" and r.muted_until(user, job.conv) > now:
                     self._count("muted")
                     continue
-                unread = unread_total(store, txn, user)
+                unread = unread_total(r, user)
                 if job.kind == "msg":
                     payload = msg_payload(user, job.conv, job.seq, m["from"], m["ts"], unread,
                                           body=m.get("body"), sys=m.get("sys"))
@@ -533,8 +472,8 @@ class Push:
                     urgency = "normal"
                 t = topic(user, job.conv)
                 for device, sub in subs:
-                    if not has_token(store, txn, user, device):
-                        stale.append((user, device, sub["endpoint"]))
+                    if not r.device_tokens(user, device):
+                        stale.append((user, device, sub.endpoint))
                         continue
                     out.append(Delivery(user, device, sub, payload, t, urgency))
         for user, device, endpoint in stale:
@@ -548,9 +487,8 @@ class Push:
                 self._enqueue(d)
 
     def _delete(self, user, device, endpoint):
-        store = self.store
         try:
-            self.writer.submit(lambda txn: del_sub(store, txn, user, device, endpoint), lambda r, e: None)
+            self.writer.submit(DeletePushSub(user, device, endpoint), lambda r, e: None)
         except RuntimeError:
             pass    # shutting down
 

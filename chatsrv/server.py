@@ -17,8 +17,10 @@ from .datadir import InUse, Lock
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
+from .proto import message_record
 from .push import Push
-from .store import Store, Writer
+from .store import Writer
+from .store.lmdb import LmdbStore
 
 log = logging.getLogger("chatsrv")
 WEB_DIR = os.path.join(os.path.dirname(__file__), "web")
@@ -61,7 +63,7 @@ class Server:
             # before the database is opened: two servers on one directory would both assign
             # the same seqs, and one side's acknowledged messages would be overwritten
             self.lock = Lock(cfg.data).acquire()
-            self.store = Store(cfg.data, cfg.map_size, sync=not cfg.unsafe_no_sync)
+            self.store = LmdbStore(cfg.data, cfg.map_size, message_record, sync=not cfg.unsafe_no_sync)
             secret = load_secret(cfg.data)
         except (OSError, lmdb.Error) as e:
             raise StartError(f"cannot use data directory {cfg.data}: {_reason(e)}") from None
@@ -78,7 +80,7 @@ class Server:
         self.push = Push(cfg, self.store, self.writer, self.router, loop)
         self.hub.attach_push(self.push)
         self.router.push = self.push
-        self.router.sender = _core.Sender(self.router, self.hub, self.writer, self.writer.ms, cfg.max_message_bytes)
+        self.router.sender = _core.Sender(self.router, self.hub, self.writer, cfg.max_message_bytes)
         self.push.start()
         self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
         self.origins = cfg.origins()

@@ -14,7 +14,8 @@ from chatsrv import proto as P
 from chatsrv import push
 from chatsrv.config import Config
 from chatsrv.proto import ProtocolError
-from chatsrv.store import Store
+from chatsrv.domain.pushsubs import DeletePushSub, PutPushSub, SetMute
+from chatsrv.store.memory import MemoryStore
 
 
 def b64url(raw):
@@ -176,36 +177,36 @@ def test_vapid_key_generated_once_with_mode_0600(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-# ----------------------------------------------------------------------------- storage
+# ----------------------------------------------------------------------------- subscription ops
 @pytest.fixture
-def store(tmp_path):
-    s = Store(str(tmp_path / "data"), 1 << 26)
-    yield s
-    s.close()
+def store():
+    return MemoryStore(P.message_record)
+
+
+def apply(store, *ops):
+    with store.write() as w:
+        return [op(w) for op in ops]
 
 
 def test_subscriptions_and_mutes(store):
     k1, k2 = keys(), keys()
-    with store.env.begin(write=True) as txn:
-        push.put_sub(store, txn, "bob", "phone", "https://a.example/1", k1)
-        push.put_sub(store, txn, "bob", "laptop", "https://a.example/2", k2)
-        push.put_sub(store, txn, "bobby", "phone", "https://a.example/3", k2)
-        push.put_sub(store, txn, "bob", "phone", "https://a.example/4", k1)     # replaces
-        push.set_mute(store, txn, "bob", "d:a:bob", 123)
-    with store.read() as txn:
-        subs = dict(push.subs_of(store, txn, "bob"))
+    apply(store, PutPushSub("bob", "phone", "https://a.example/1", k1),
+          PutPushSub("bob", "laptop", "https://a.example/2", k2),
+          PutPushSub("bobby", "phone", "https://a.example/3", k2),
+          PutPushSub("bob", "phone", "https://a.example/4", k1),     # replaces
+          SetMute("bob", "d:a:bob", 123))
+    with store.read() as r:
+        subs = dict(r.push_subscriptions("bob"))
         assert set(subs) == {"phone", "laptop"}
-        assert subs["phone"]["endpoint"] == "https://a.example/4" and subs["phone"]["p256dh"] == k1["p256dh"]
-        assert push.muted_until(store, txn, "bob", "d:a:bob") == 123
-        assert push.muted_until(store, txn, "bob", "d:a:zed") == 0
-    with store.env.begin(write=True) as txn:
-        # a stale 410 for an endpoint that was since replaced deletes nothing
-        assert not push.del_sub(store, txn, "bob", "phone", "https://a.example/1")
-        assert push.del_sub(store, txn, "bob", "laptop", "https://a.example/2")
-        push.set_mute(store, txn, "bob", "d:a:bob", 0)
-    with store.read() as txn:
-        assert [d for d, _ in push.subs_of(store, txn, "bob")] == ["phone"]
-        assert push.muted_until(store, txn, "bob", "d:a:bob") == 0
+        assert subs["phone"].endpoint == "https://a.example/4" and subs["phone"].p256dh == k1["p256dh"]
+        assert r.muted_until("bob", "d:a:bob") == 123
+        assert r.muted_until("bob", "d:a:zed") == 0
+    # a stale 410 for an endpoint that was since replaced deletes nothing
+    assert apply(store, DeletePushSub("bob", "phone", "https://a.example/1"),
+                 DeletePushSub("bob", "laptop", "https://a.example/2"), SetMute("bob", "d:a:bob", 0))[:2] == [False, True]
+    with store.read() as r:
+        assert [d for d, _ in r.push_subscriptions("bob")] == ["phone"]
+        assert r.muted_until("bob", "d:a:bob") == 0
 
 
 # ----------------------------------------------------------------------------- loop-side policy and queue
@@ -249,11 +250,11 @@ def wired(tmp_path, store):
     p._deliver = sent.append
     p._enqueue = lambda d, count=True: sent.append(d)
     k = keys()
-    with store.env.begin(write=True) as txn:
+    with store.write() as w:
         for user in ("alice", "bob", "dave"):
-            push.put_sub(store, txn, user, "phone", f"https://push.example.net/{user}", k)
-            txn.put(f"{user}\0phone\0mac".encode(), b"", db=store.devtokens)     # a live token
-        push.put_sub(store, txn, "erin", "phone", "https://push.example.net/erin", k)  # logged out
+            PutPushSub(user, "phone", f"https://push.example.net/{user}", k)(w)
+            w.put_token(user, "phone", b"sel-" + user.encode(), b"mac")     # a live token
+        PutPushSub("erin", "phone", "https://push.example.net/erin", k)(w)  # logged out
     p.writer = type("W", (), {"submit": lambda self, fn, done: sent.append(("delete", fn))})()
     return p, sent
 
@@ -272,9 +273,8 @@ def test_worker_never_pushes_to_the_sender_and_builds_the_payload(wired):
 
 def test_worker_skips_muted_unsubscribed_and_logged_out(wired, store):
     p, sent = wired
-    with store.env.begin(write=True) as txn:
-        push.set_mute(store, txn, "bob", "g:x", push.now_ms() + 60_000)
-        push.set_mute(store, txn, "dave", "g:x", push.now_ms() - 1)      # expired
+    apply(store, SetMute("bob", "g:x", push.now_ms() + 60_000),
+          SetMute("dave", "g:x", push.now_ms() - 1))      # expired
     p._expand(push.Job("msg", ["bob", "dave", "frank", "erin"], record("g:x", 5, "alice", "hi")))
     assert [d.user for d in sent if not isinstance(d, tuple)] == ["dave"]
     assert [x[0] for x in sent if isinstance(x, tuple)] == ["delete"]       # erin's stale subscription

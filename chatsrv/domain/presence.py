@@ -2,8 +2,20 @@
 of theirs is alive; changes are announced to watching connections after a grace
 window, with the state that holds at its end, so a quick reconnect is silent.
 Users nobody watches cost a dict lookup per connect and disconnect, nothing more."""
-from . import proto as P
-from .store import now_ms
+import dataclasses
+
+from .. import proto as P
+from ..store import now_ms
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetSeen:
+    """Write op: the user was last online at ms."""
+    user: str
+    ms: int
+
+    def __call__(self, w):
+        w.set_seen(self.user, self.ms)
 
 
 class Presence:
@@ -22,7 +34,7 @@ class Presence:
     def went_offline(self, user):
         ts = self.seen[user] = now_ms()
         try:
-            self.writer.submit(lambda txn: self.writer.set_seen(txn, user, ts), lambda r, e: None)
+            self.writer.submit(SetSeen(user, ts), lambda r, e: None)
         except RuntimeError:
             pass   # shutting down; the in-memory value served until now
         self._changed(user)
@@ -44,21 +56,21 @@ class Presence:
             self.announced[user] = now["state"]
             self.router.to_watchers(user, P.event("presence", **now))
 
-    def state(self, user, txn):
-        """{user, state, last_seen}; txn (a read transaction) is used for users not seen since start."""
+    def state(self, user, r):
+        """{user, state, last_seen}; r (a store Reader) is read for users not seen since start."""
         if self.router.online(user):
             return {"user": user, "state": "online", "last_seen": now_ms()}
         seen = self.seen.get(user)
-        if seen is None and txn is not None:
-            seen = self.writer.store.last_seen(txn, user)
+        if seen is None and r is not None:
+            seen = r.last_seen(user)
         return {"user": user, "state": "offline", "last_seen": seen or 0}
 
-    def watch(self, conn, users, txn):
+    def watch(self, conn, users, r):
         """Watches users; each is reported as the other watchers see it, so that a
         change still inside its grace window reaches this watcher too when it ends."""
         out = []
         for u in users:
-            st = self.state(u, txn)
+            st = self.state(u, r)
             told = self.announced.setdefault(u, st["state"])
             if told != st["state"]:
                 st = {"user": u, "state": told,
