@@ -98,20 +98,21 @@ async def test_rate_limit_abuse_closes_1008(make_server, connect):
 # ----------------------------------------------------------------------------- auth timeout
 async def test_auth_timeout_closes_idle_unauthenticated(make_server, connect):
     srv = make_server("--auth-timeout", "1")
+    t0 = time.monotonic()                         # the timeout runs from each connection's open
     idle = await connect(srv)
     busy = await connect(srv)                     # talks but never authenticates
     await busy.signup(uname("busy"))
+    t_authed = time.monotonic()
     authed = await connect(srv)
     name = uname("authd")
     await authed.signup(name)
     await authed.login(name, PASSWORD, "d1")
     await authed.backlog()
-    t0 = time.monotonic()
     assert await idle.closed(4) == 1008
     assert await busy.closed(4) == 1008
     assert 0.5 <= idle.disconnected_at - t0 <= 3.0
     # the authenticated one is kept past the timeout
-    await asyncio.sleep(max(0.0, 1.6 - (time.monotonic() - t0)))
+    await asyncio.sleep(max(0.0, 1.6 - (time.monotonic() - t_authed)))
     assert (await authed.ok("convs"))["convs"] == []
     assert not authed.disconnected
 
