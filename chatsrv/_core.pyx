@@ -285,6 +285,7 @@ cdef class Conn(WSListener):
             self._tokens = self._burst
         if self._tokens < 1.0:
             self._limited += 1
+            self.router.n_rate_limited += 1
             if self._limited >= self._close_after:
                 self.close(WSCloseCode.POLICY_VIOLATION, "request rate limit exceeded")
             else:
@@ -324,6 +325,8 @@ cdef class Router:
     cdef public unsigned long long n_opened
     cdef public unsigned long long n_authed
     cdef public unsigned long long n_requests
+    cdef public unsigned long long n_rate_limited  # requests refused by a connection's token bucket
+    cdef public unsigned long long n_send_ok       # sends answered ok (the hub counts every other reply)
     cdef public unsigned long long n_messages
     cdef public unsigned long long n_delivered
     cdef public unsigned long long n_events
@@ -560,6 +563,7 @@ cdef class SendDone:
         self.hub.send_latency.observe(_now() - self.t0)
         self.conn.router.fanout(result, self.conn, None)
         self.conn.send(send_ok(self.rid, result.conv, result.seq, result.ts, result.inbox))
+        self.conn.router.n_send_ok += 1
 
 
 @cython.final

@@ -11,6 +11,7 @@ import difflib
 import math
 import re
 import tomllib
+from urllib.parse import urlsplit
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -93,6 +94,23 @@ def _show_seconds(s):
     return f"{s:g}s"
 
 
+def _address(v):
+    """HOST:PORT ("" for none); an IPv6 host in brackets ([::1]:9101)."""
+    if not isinstance(v, str):
+        raise ValueError(f"expected HOST:PORT, got {v!r}")
+    if v == "":
+        return v
+    host, _, port = v.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536 or host.strip("[]") == "":
+        raise ValueError(f"expected HOST:PORT such as 127.0.0.1:9101, got {v!r}")
+    return v
+
+
+def split_address(v):
+    host, _, port = v.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 SIZE = Unit("size", "SIZE", _size, _show_size)
 def _whole_seconds(v):
     s = _seconds(v)
@@ -101,11 +119,12 @@ def _whole_seconds(v):
     return int(s)
 
 
+ADDRESS = Unit("address", "HOST:PORT", _address, str)
 SECONDS = Unit("seconds", "TIME", _seconds, _show_seconds)
 WHOLE_SECONDS = Unit("whole seconds", "TIME", _whole_seconds, _show_seconds)
 
 # name, type, default, help. Types: str, int, float, bool, list (of str), SIZE (bytes, with
-# units), SECONDS (with units; WHOLE_SECONDS: an int). Numbers are never negative.
+# units), SECONDS (with units; WHOLE_SECONDS: an int), ADDRESS (HOST:PORT). Numbers are never negative.
 OPTIONS = [
     ("host", str, "127.0.0.1", "address to listen on"),
     ("port", int, 8080, "TCP port (WebSocket /ws, /healthz, /metrics, the web client)"),
@@ -135,9 +154,14 @@ OPTIONS = [
     ("write_buffer_limit", SIZE, 8 * MiB, "unsent bytes per connection before it is closed with 1013"),
     ("max_batch", int, 1024, "writer jobs per commit at most"),
     ("metrics", bool, True, "collect and serve /metrics"),
+    ("metrics_listen", ADDRESS, "", "also serve /metrics (and /healthz) on this HOST:PORT, such as "
+                                     "127.0.0.1:9101, for Prometheus on this box"),
+    ("metrics_public", bool, True, "serve /metrics on the main port too; off: only on --metrics-listen "
+                                   "(otherwise block /metrics at the proxy)"),
     ("unsafe_no_sync", bool, False, "BENCH ONLY: commit without fsync; a crash of the OS can lose "
                                     "acknowledged messages"),
     ("log_level", str, "info", "debug, info, warning or error"),
+    ("log_format", str, "text", "text (a line of key=value pairs) or json (one object per line)"),
 ]
 
 # push notifications (chatsrv/push.py)
@@ -157,8 +181,24 @@ OPTIONS += [
     ("push_timeout", SECONDS, 10.0, "time to connect to, and to wait for, a push service"),
 ]
 
+def vapid_subject_ok(subject):
+    """A VAPID subject is a mailto: address or an https: URL (RFC 8292 2.1)."""
+    if not subject:
+        return False
+    if subject.startswith("mailto:"):
+        return re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", subject) is not None
+    if subject.startswith("https://"):
+        try:
+            return bool(urlsplit(subject).hostname)
+        except ValueError:
+            return False
+    return False
+
+
 # values a setting may take, beyond its type
-CHOICES = {"log_level": ("debug", "info", "warning", "error")}
+CHOICES = {"log_level": ("debug", "info", "warning", "error"), "log_format": ("text", "json")}
+CHECKS = {"vapid_subject": (lambda v: v == "" or vapid_subject_ok(v),
+                            "expected a mailto: address or an https: URL")}
 RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20)}
 
 BY_NAME = {o[0]: o for o in OPTIONS}
@@ -215,6 +255,8 @@ def parse(name, raw):
             raise ValueError(f"expected a number, got {raw!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"expected a finite number, got {raw!r}")
+    if name in CHECKS and not CHECKS[name][0](value):
+        raise ValueError(f"{CHECKS[name][1]}, got {raw!r}")
     if name in CHOICES and value not in CHOICES[name]:
         raise ValueError(f"expected one of {', '.join(CHOICES[name])}, got {raw!r}")
     if isinstance(value, (int, float)):

@@ -2,6 +2,7 @@
 a parsed request into reads, writer jobs and events, and never loops over
 recipients itself (the router does that in Cython)."""
 import asyncio
+import collections
 import logging
 import time
 
@@ -56,6 +57,7 @@ class Hub:
         self._hashing = 0
         self.presence = Presence(router, writer, self.loop, cfg.presence_grace)
         self.send_latency = Hist()
+        self.outcomes = collections.Counter()    # (op, "ok" or error code) -> replies
         self._typing = {}     # (user, conv) -> when the last typing event was forwarded
         self.handlers = {
             "signup": self.signup, "login": self.login, "auth": self.auth, "send": self.send,
@@ -114,7 +116,9 @@ class Hub:
         try:
             req = parse(frame)
         except ProtocolError as e:
-            conn.send(P.err(e.rid, e.code, e.msg))
+            op = frame.get("op") if type(frame) is dict else None
+            # a bounded label set: a known op, else "invalid" (never what a client made up)
+            self.fail(conn, op if type(op) is str and op in P.OPS else "invalid", e.rid, e.code, e.msg)
             return
         s = conn.extra
         if s is not None and s.busy:
@@ -125,15 +129,15 @@ class Hub:
 
     def dispatch(self, conn, req):
         if req.needs_auth and not conn.authed:
-            conn.send(P.err(req.rid, P.UNAUTHORIZED, "authenticate first"))
+            self.fail(conn, req.op, req.rid, P.UNAUTHORIZED, "authenticate first")
             return
         try:
             self.handlers[req.op](conn, req)
         except ProtocolError as e:
-            conn.send(P.err(req.rid, e.code, e.msg))
+            self.fail(conn, req.op, req.rid, e.code, e.msg)
         except Exception:
             log.exception("op %s failed", req.op)
-            conn.send(P.err(req.rid, P.INTERNAL, "internal error"))
+            self.fail(conn, req.op, req.rid, P.INTERNAL, "internal error")
 
     def _task(self, conn, req, coro, exclusive=False):
         """Runs an op that awaits (argon2); exclusive ones hold back the connection's later requests."""
@@ -147,10 +151,10 @@ class Hub:
             try:
                 await coro
             except ProtocolError as e:
-                conn.send(P.err(req.rid, e.code, e.msg))
+                self.fail(conn, req.op, req.rid, e.code, e.msg)
             except Exception:
                 log.exception("op %s failed", req.op)
-                conn.send(P.err(req.rid, P.INTERNAL, "internal error"))
+                self.fail(conn, req.op, req.rid, P.INTERNAL, "internal error")
             finally:
                 if exclusive:
                     s.busy = False
@@ -171,22 +175,32 @@ class Hub:
 
         def finish(result, error):
             if error is not None:
-                self.write_failed(conn, req.rid, error)
+                self.write_failed(conn, req.rid, error, req.op)
                 return
             try:
                 done(result)
             except ProtocolError as e:
-                conn.send(P.err(req.rid, e.code, e.msg))
+                self.fail(conn, req.op, req.rid, e.code, e.msg)
 
         try:
             self.writer.submit(op, finish)
         except RuntimeError:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "server is shutting down")
 
-    @staticmethod
-    def write_failed(conn, rid, error):
+    def write_failed(self, conn, rid, error, op="send"):
         e = errors.wire(rid, error)
-        conn.send(P.err(rid, e.code, e.msg))
+        self.fail(conn, op, rid, e.code, e.msg)
+
+    # --- replies: each request gets one, counted by op and outcome (chatsrv_ops_total);
+    # the send fast path counts its oks in the core
+
+    def reply(self, conn, req, data):
+        self.outcomes[(req.op, "ok")] += 1
+        conn.send(P.ok(req.rid, data))
+
+    def fail(self, conn, op, rid, code, msg):
+        self.outcomes[(op, code)] += 1
+        conn.send(P.err(rid, code, msg))
 
     def _future_write(self, op):
         """A writer job as an awaitable, for ops that are coroutines."""
@@ -224,7 +238,7 @@ class Hub:
         if not created:
             raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
         log.info("signup user=%s addr=%s", req.user, conn.addr)
-        conn.send(P.ok(req.rid, {"user": req.user}))
+        self.reply(conn, req, {"user": req.user})
 
     def login(self, conn, req):
         if conn.authed:
@@ -288,7 +302,7 @@ class Hub:
             conn.timer = None
         if self.router.attach(conn):
             self.presence.went_online(user)
-        conn.send(P.ok(req.rid, reply))
+        self.reply(conn, req, reply)
         self._replay(conn)
 
     def _replay(self, conn):
@@ -317,7 +331,7 @@ class Hub:
                 "typing_interval": cfg.typing_interval}
 
     def settings(self, conn, req):
-        conn.send(P.ok(req.rid, self.client_settings()))
+        self.reply(conn, req, self.client_settings())
 
     def password_change(self, conn, req):
         if self.throttle_user.blocked(conn.user):
@@ -346,7 +360,7 @@ class Hub:
         except Unavailable:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "storage is full or failing; try again later")
         log.info("password changed user=%s device=%s signed_out=%d", user, device, len(others))
-        conn.send(P.ok(req.rid, {}))
+        self.reply(conn, req, {})
         gone = set(others)
         for c in list(self.router.conns_of(user)):
             if c.device in gone:
@@ -356,7 +370,7 @@ class Hub:
         user, device = conn.user, conn.device
 
         def done(_):
-            conn.send(P.ok(req.rid, {}))
+            self.reply(conn, req, {})
             log.info("logout user=%s device=%s", user, device)
             for c in list(self.router.conns_of(user)):
                 if c.device == device:
@@ -412,7 +426,7 @@ class Hub:
             raise ProtocolError(req.rid, P.BAD_REQUEST, f"upto is past the inbox head ({head})")
 
         def done(result):
-            conn.send(P.ok(req.rid, {}))
+            self.reply(conn, req, {})
             for conv, seq in result.delivered:
                 self.router.broadcast((convid.peer(conv, user),),
                                       P.event("delivered", conv=conv, user=user, seq=seq))
@@ -423,7 +437,7 @@ class Hub:
         user, conv, seq = conn.user, req.conv, req.seq
 
         def done(result):
-            conn.send(P.ok(req.rid, {}))
+            self.reply(conn, req, {})
             if result.moved:
                 self.router.broadcast(result.members, P.event("read", conv=conv, user=user, seq=result.seq))
                 self.on_read(conn, conv, result.seq)
@@ -452,6 +466,7 @@ class Hub:
             else:
                 m = self._membership(r, conn.user, req.conv, req.rid)
             records = r.history(req.conv, before, req.limit, since=m.joined)
+        self.outcomes[(req.op, "ok")] += 1
         conn.send(P.history_reply(req.rid, records))
 
     def convs(self, conn, req):
@@ -491,7 +506,7 @@ class Hub:
                 pos = recent.get(conv, (0, 0))[1]
                 out.append(((pos, last_obj["ts"] if last_obj else rec.ts), item))
         out.sort(key=lambda p: p[0], reverse=True)
-        conn.send(P.ok(req.rid, {"convs": [item for _, item in out]}))
+        self.reply(conn, req, {"convs": [item for _, item in out]})
 
     # --- groups
 
@@ -503,7 +518,7 @@ class Hub:
 
         def done(result):
             self._deliver(result.message, None, result.members)
-            conn.send(P.ok(req.rid, {"conv": conv}))
+            self.reply(conn, req, {"conv": conv})
 
         self._write(conn, req, CreateGroup(conv, user, req.name, req.members, cap), done)
 
@@ -513,7 +528,7 @@ class Hub:
         def done(result):
             if result is not None:
                 self._deliver(result.message, None, members_after=result.members)
-            conn.send(P.ok(req.rid, {}))
+            self.reply(conn, req, {})
 
         self._write(conn, req, ChangeGroup(req.conv, user, action, tuple(users), name, cap), done)
 
@@ -536,8 +551,8 @@ class Hub:
             raise errors.not_member(req.rid)
         if rec.kind != "group":
             raise ProtocolError(req.rid, P.BAD_REQUEST, "not a group")
-        conn.send(P.ok(req.rid, {"conv": req.conv, "name": rec.name, "owner": rec.owner,
-                                 "members": rec.members}))
+        self.reply(conn, req, {"conv": req.conv, "name": rec.name, "owner": rec.owner,
+                              "members": rec.members})
 
     # --- presence and typing
 
@@ -551,21 +566,21 @@ class Hub:
         if conn.extra is None:
             conn.extra = Session()
         conn.extra.watching.update(req.users)
-        conn.send(P.ok(req.rid, {"presence": states}))
+        self.reply(conn, req, {"presence": states})
 
     def unwatch(self, conn, req):
         watching = conn.extra.watching if conn.extra is not None else set()
         users = [u for u in req.users if u in watching]
         watching.difference_update(users)
         self.presence.unwatch(conn, users)
-        conn.send(P.ok(req.rid, {}))
+        self.reply(conn, req, {})
 
     def typing(self, conn, req):
         user, conv = conn.user, req.conv
         members = self._members(conv)
         if members is None or user not in members:
             raise ProtocolError(req.rid, P.FORBIDDEN, "not a member of this conversation")
-        conn.send(P.ok(req.rid, {}))
+        self.reply(conn, req, {})
         now = time.monotonic()
         key = (user, conv)
         last = self._typing.get(key)
@@ -593,22 +608,22 @@ class Hub:
                              push_unsubscribe=self.push_unsubscribe, mute=self.mute)
 
     def push_key(self, conn, req):
-        conn.send(P.ok(req.rid, {"key": self.push.public_key}))
+        self.reply(conn, req, {"key": self.push.public_key})
 
     def push_subscribe(self, conn, req):
         why = P.push_endpoint_policy(req.endpoint, self.cfg.push_allow_http)
         if why is not None:
             raise ProtocolError(req.rid, P.BAD_REQUEST, why)
         self._write(conn, req, PutPushSub(conn.user, conn.device, req.endpoint, req.keys),
-                    lambda _: conn.send(P.ok(req.rid, {})))
+                    lambda _: self.reply(conn, req, {}))
 
     def push_unsubscribe(self, conn, req):
-        self._write(conn, req, DeletePushSub(conn.user, conn.device), lambda _: conn.send(P.ok(req.rid, {})))
+        self._write(conn, req, DeletePushSub(conn.user, conn.device), lambda _: self.reply(conn, req, {}))
 
     def mute(self, conn, req):
         with self.store.read() as r:
             self._membership(r, conn.user, req.conv, req.rid)
-        self._write(conn, req, SetMute(conn.user, req.conv, req.until), lambda _: conn.send(P.ok(req.rid, {})))
+        self._write(conn, req, SetMute(conn.user, req.conv, req.until), lambda _: self.reply(conn, req, {}))
 
 
 def shares_conv(r, user, other):

@@ -1,6 +1,9 @@
 """Prometheus metrics: the core keeps plain integers; this collector reads them at
 scrape time, so counting costs the hot path nothing but an increment."""
 import bisect
+import os
+import platform
+from importlib import metadata
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
@@ -32,11 +35,39 @@ class Hist:
         return h
 
 
+def resident_bytes():
+    """This process's resident memory (Linux), or 0 when unknown."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def build_labels():
+    """What a chatsrv_build_info series names: this build and the parts it runs on."""
+    import lmdb
+
+    from . import __version__
+
+    def version(dist):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            return "unknown"
+
+    return {"version": __version__, "python": platform.python_version(), "picows": version("picows"),
+            "uvloop": version("uvloop"), "lmdb": ".".join(map(str, lmdb.version()))}
+
+
 class Collector:
     def __init__(self, router, writer, hub):
         self.router = router
         self.writer = writer
         self.hub = hub
+        # before any connection: what "memory per connection" subtracts
+        self.baseline_rss = resident_bytes()
+        self.build = build_labels()
 
     def collect(self):
         r, w = self.router, self.writer
@@ -51,11 +82,35 @@ class Collector:
             c.add_metric([], value)
             return c
 
+        info = GaugeMetricFamily("chatsrv_build_info", "The running build: always 1, its versions in labels",
+                                 labels=list(self.build))
+        info.add_metric(list(self.build.values()), 1)
+        yield info
+        yield gauge("memory_baseline_bytes", "Resident memory when the server started, before any connection",
+                    self.baseline_rss)
+        use = w.store.usage()
+        yield gauge("lmdb_map_size_bytes", "LMDB map size: the most the database may grow to (map_size)",
+                    use["map_size"])
+        yield gauge("lmdb_map_used_bytes", "LMDB map in use (up to its last page); writes fail when it is full",
+                    use["map_used"])
+        yield gauge("users", "Accounts", use["users"])
         yield gauge("connections", "Open WebSocket connections", r.n_open)
         yield gauge("connections_authenticated", "Authenticated connections", r.n_authed)
         yield gauge("users_online", "Users with at least one authenticated connection", len(r.users))
         yield counter("connections_opened", "WebSocket connections accepted", r.n_opened)
         yield counter("requests", "Requests received (after the rate limit)", r.n_requests)
+        yield counter("rate_limited", "Requests refused by a connection's rate limit (rate, burst)", r.n_rate_limited)
+        outcomes = dict(self.hub.outcomes)
+        outcomes[("send", "ok")] = outcomes.get(("send", "ok"), 0) + r.n_send_ok
+        ops = CounterMetricFamily("chatsrv_ops", "Requests answered, by op and outcome (ok or the error code)",
+                                  labels=["op", "code"])
+        for (op, code), n in sorted(outcomes.items()):
+            ops.add_metric([op, code], n)
+        yield ops
+        yield counter("logins", "Successful password logins", outcomes.get(("login", "ok"), 0))
+        yield counter("login_failures", "Logins refused for a wrong user name or password",
+                      outcomes.get(("login", "unauthorized"), 0))
+        yield counter("signups", "Accounts created by sign-up", outcomes.get(("signup", "ok"), 0))
         yield counter("messages", "Messages stored and fanned out", r.n_messages)
         yield counter("deliveries", "Message events sent live to connections", r.n_delivered)
         yield counter("events", "Other events sent to connections", r.n_events)

@@ -21,13 +21,13 @@ import itertools
 import logging
 import os
 import random
-import re
 import threading
 import time
 from urllib.parse import urlsplit
 
 import orjson
 
+from .config import vapid_subject_ok as subject_ok
 from .domain.pushsubs import DeletePushSub
 from .store import now_ms
 
@@ -109,19 +109,6 @@ def msg_payload(account, conv, seq, sender, ts, unread, body=None, sys=None, lim
 def read_payload(account, conv, seq, unread):
     return orjson.dumps({"type": "read", "account": account, "conv": conv, "seq": seq, "unread": unread})
 
-
-def subject_ok(subject):
-    """A VAPID subject is a mailto: address or an https: URL (RFC 8292 2.1)."""
-    if not subject:
-        return False
-    if subject.startswith("mailto:"):
-        return re.fullmatch(r"mailto:[^@\s]+@[^@\s]+", subject) is not None
-    if subject.startswith("https://"):
-        try:
-            return bool(urlsplit(subject).hostname)
-        except ValueError:
-            return False
-    return False
 
 
 def origin(endpoint):
@@ -252,8 +239,9 @@ class Push:
         self.subject = cfg.vapid_subject
         self.enabled = False
         if not cfg.vapid_subject:
-            log.warning("push notifications are OFF: --vapid-subject (a mailto: or https: URL identifying "
-                        "you to push services) is not set; subscriptions are stored but no push is sent")
+            # a server without push is a valid choice: said once, at start, as information
+            log.info("push notifications off: no --vapid-subject (vapid_subject, a mailto: or https: URL "
+                     "identifying you to push services); devices' subscriptions are kept for when it is set")
         elif not subject_ok(cfg.vapid_subject) or not self._sign_test():
             log.warning("push notifications are OFF: --vapid-subject %r is not a mailto: address or an "
                         "https: URL", cfg.vapid_subject)

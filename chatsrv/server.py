@@ -12,7 +12,8 @@ import orjson
 import uvloop
 from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
-from . import _core
+from . import _core, logs
+from .config import split_address
 from .datadir import InUse, Lock
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
@@ -54,6 +55,7 @@ class Server:
     def __init__(self, cfg):
         self.cfg = cfg
         self.server = None
+        self.metrics_server = None
 
     async def start(self):
         cfg = self.cfg
@@ -95,6 +97,14 @@ class Server:
             raise StartError(f"cannot listen on {cfg.host}:{cfg.port}: {_reason(e)}") from None
         self._keepalive_task = loop.create_task(self._keepalive())
         log.info("chatsrv listening on http://%s:%d (data in %s)", cfg.host, cfg.port, cfg.data)
+        if self.metrics is not None and cfg.metrics_listen:
+            host, port = split_address(cfg.metrics_listen)
+            try:
+                self.metrics_server = await ws_create_server(self.route_metrics, host, port)
+            except OSError as e:
+                await self.stop()
+                raise StartError(f"cannot listen on {cfg.metrics_listen} (metrics_listen): {_reason(e)}") from None
+            log.info("metrics on http://%s/metrics", cfg.metrics_listen)
 
     def _listen(self):
         cfg = self.cfg
@@ -135,10 +145,19 @@ class Server:
         if path == b"/settings":
             return _respond(200, orjson.dumps(self.hub.client_settings()), "application/json")
         if path == b"/metrics":
-            if self.metrics is None:
+            if self.metrics is None or not self.cfg.metrics_public:
                 return None
             return _respond(200, self.metrics.render(), CONTENT_TYPE)
         return self.static(path)
+
+    def route_metrics(self, request):
+        """The --metrics-listen port: /metrics and /healthz, nothing else."""
+        path = request.path.split(b"?", 1)[0]
+        if path == b"/metrics":
+            return _respond(200, self.metrics.render(), CONTENT_TYPE)
+        if path == b"/healthz":
+            return _respond(200, b"ok")
+        return None
 
     def static(self, path):
         name = "index.html" if path == b"/" else path.decode("latin-1").lstrip("/")
@@ -160,6 +179,8 @@ class Server:
         if self.server is None:
             return
         self.server.close()
+        if self.metrics_server is not None:
+            self.metrics_server.close()
         self._keepalive_task.cancel()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.writer.stop)
@@ -204,10 +225,7 @@ async def _main(cfg):
 
 
 def serve(cfg):
-    logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if cfg.log_level != "debug":
-        # picows logs every connection and disconnection at INFO
-        logging.getLogger("picows").setLevel(logging.WARNING)
+    logs.setup(cfg.log_level, cfg.log_format)
     try:
         uvloop.run(_main(cfg))
     except (StartError, InUse) as e:

@@ -278,6 +278,11 @@ class LmdbStore:
     def close(self):
         self.env.close()
 
+    def usage(self):
+        """{"map_size", "map_used" (bytes up to the last page in use), "users"}: a few
+        microseconds, for the metrics at scrape time."""
+        return _usage(self.env, self.dbs["users"])
+
     @contextlib.contextmanager
     def read(self):
         with self.env.begin() as txn:
@@ -324,6 +329,13 @@ class LmdbStore:
     def head_of(self, txn, user):
         last = _last_under(txn, self.dbs["inbox"], L.under(user))
         return L.tail_u64(last[0]) if last else 0
+
+
+def _usage(env, users_db):
+    info = env.info()
+    with env.begin() as txn:
+        users = txn.stat(users_db)["entries"]
+    return {"map_size": info["map_size"], "map_used": (info["last_pgno"] + 1) * env.stat()["psize"], "users": users}
 
 
 def _open(path, map_size, sync=True, readonly=False):
