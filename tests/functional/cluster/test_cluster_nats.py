@@ -2,8 +2,9 @@
 JetStream (`sync_interval: always`) from tests/harness/natsserver.py, through nats-py:
 publish deduplication by Nats-Msg-Id, also across a kill -9 and restart of the server in
 the middle of a burst; durable pull consumers that resume in stream order from the
-oldest unacknowledged message; a KV key that only one process can create and that
-expires; and a request with no responder failing at once."""
+oldest unacknowledged message; a full stream that refuses without storing; a KV key that
+only one process can create and that expires; and a request with no responder failing at
+once."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +12,7 @@ import time
 
 import nats
 import pytest
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from harness.natsserver import ConfigError, NatsServer
@@ -154,6 +155,29 @@ async def test_durable_consumer_resumes_in_order_after_nats_kill9(nats_server, n
     assert rest and rest == list(range(rest[0], 40)), f"not an in-order suffix: {rest}"
     assert rest[0] <= 20, f"unacked messages lost: resumed at {rest[0]}"
     assert (await js.stream_info("DLV")).state.messages == 0    # a work queue: acked is gone
+
+
+async def test_full_stream_refuses_without_storing_and_takes_the_same_id_once_drained(
+        nats_server, nats_connect):
+    """What bounds the deliveries waiting for a node that is down: a full stream (max_bytes,
+    discard new) refuses a publish with 503 / 10077 and stores nothing of it; once the
+    consumer has acked some, the outbox's republish of the same id is stored, once."""
+    js = (await nats_connect(nats_server)).jetstream()
+    await _stream(js, retention=RetentionPolicy.WORK_QUEUE, max_bytes=64 * 1024, discard=DiscardPolicy.NEW)
+    n = 0
+    with pytest.raises(nats.js.errors.ServiceUnavailableError) as refused:
+        for n in range(1000):
+            await js.publish("dlv.n3", b"x" * 1000, headers={"Nats-Msg-Id": f"hc1:{n}"})
+    assert refused.value.err_code == 10077
+    assert 0 < n < 1000 and (await js.stream_info("DLV")).state.messages == n
+
+    cfg = ConsumerConfig(durable_name="dlv-n3", filter_subject="dlv.n3", ack_policy=AckPolicy.EXPLICIT)
+    await js.add_consumer("DLV", cfg)
+    psub = await js.pull_subscribe_bind("dlv-n3", stream="DLV")
+    assert len(await _drain(psub, 10)) == 10
+    again = await js.publish("dlv.n3", b"x" * 1000, headers={"Nats-Msg-Id": f"hc1:{n}"})
+    assert not again.duplicate
+    assert (await js.stream_info("DLV")).state.messages == n - 10 + 1
 
 
 async def test_kv_key_has_one_creator_and_expires(nats_server, nats_connect):
