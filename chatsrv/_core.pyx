@@ -79,6 +79,7 @@ cdef class Conn(WSListener):
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
     cdef bint _queued        # in the router's list of connections to flush
     cdef bint _in_frag
+    cdef double _frag_since   # when the unfinished fragmented message began
     cdef Py_ssize_t _max_frame
     cdef double _tokens
     cdef double _refilled
@@ -108,6 +109,7 @@ cdef class Conn(WSListener):
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closing = True
+        self._drop_frag()
         self.router.closed(self)
         self.hub.on_close(self)
 
@@ -116,22 +118,38 @@ cdef class Conn(WSListener):
 
     cpdef resume_writing(self):
         self.paused = False
+        self._flush(False)
         cb = self.resume_cb
         if cb is not None:
             self.resume_cb = None
             cb()
 
-    cpdef close(self, int code, str reason):
+    cpdef close(self, int code, str reason, bint drop_output=False):
         """Sends CLOSE with code; the socket is closed when the peer answers it or after
         the router's close timeout. Closing at once would reset a connection whose peer
-        is still sending, and the reset makes its kernel discard the CLOSE unread."""
+        is still sending, and the reset makes its kernel discard the CLOSE unread.
+        drop_output: the frames not yet handed to the transport are discarded, so that
+        the CLOSE of a slow consumer is not queued behind megabytes it will never read."""
         if self.closing:
             return
-        self._flush()
+        if drop_output and self._out is not None:
+            PyByteArray_Resize(self._out, 0)
+        self._flush(True)
         self.closing = True
+        self._drop_frag()
         if self.transport is not None:
             self.transport.send_close(<WSCloseCode>code, reason.encode())
-            self.router.loop.call_later(self.router.close_timeout, self.drop)
+            self.router.loop.call_later(self.router.close_timeout, self._close_timed_out)
+
+    cpdef _close_timed_out(self):
+        """The peer did not answer our CLOSE in time. The socket is closed after what the
+        transport still holds (about its high mark and the CLOSE) has reached the
+        kernel, so a peer that reads again later still learns why; a peer that reads
+        nothing for the router's drain timeout is reset."""
+        if self.transport is None or self.transport.is_disconnected:
+            return
+        self.transport.disconnect(True)
+        self.router.loop.call_later(self.router.drain_timeout, self.drop)
 
     cpdef drop(self):
         """Closes the socket now."""
@@ -170,12 +188,15 @@ cdef class Conn(WSListener):
             self.router.queue_flush(self)
         return 0
 
-    cdef int _flush(self) except -1:
+    cdef int _flush(self, bint force) except -1:
+        """Hands the queued frames to the socket or the transport. While the transport is
+        over its high mark they stay here (unless force), whole frames that a slow close
+        can drop; the transport's own buffer, which nobody can trim, stays small."""
         cdef Py_ssize_t size, sent
         cdef char* data
         cdef WSTransport t = self.transport
         self._queued = False
-        if self._out is None:
+        if self._out is None or (self.paused and not force):
             return 0
         size = PyByteArray_GET_SIZE(self._out)
         if size == 0:
@@ -205,6 +226,7 @@ cdef class Conn(WSListener):
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType t = frame.msg_type
         cdef Py_ssize_t n
+        cdef bytearray frag
         if self.closing:
             # after our CLOSE, frames are dropped until the peer's CLOSE ends it
             if t == WSMsgType.CLOSE:
@@ -225,12 +247,14 @@ cdef class Conn(WSListener):
                 if n + frame.payload_size > self._max_frame:
                     self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                     return
+                if not self._hold_frag(frame.payload_size):
+                    return
                 PyByteArray_Resize(self._frag, n + frame.payload_size)
                 memcpy(PyByteArray_AS_STRING(self._frag) + n, frame.payload_ptr, frame.payload_size)
                 if frame.fin:
-                    self._in_frag = False
-                    self._message(PyByteArray_AS_STRING(self._frag), PyByteArray_GET_SIZE(self._frag))
-                    self._frag = None
+                    frag = self._frag     # kept alive: a close inside _message drops self._frag
+                    self._message(PyByteArray_AS_STRING(frag), PyByteArray_GET_SIZE(frag))
+                    self._drop_frag()
                 return
             if self._in_frag:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
@@ -242,7 +266,10 @@ cdef class Conn(WSListener):
                 self.close(WSCloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
             if not frame.fin:
+                if not self._hold_frag(frame.payload_size):
+                    return
                 self._in_frag = True
+                self._frag_since = _now()
                 if self._frag is None:
                     self._frag = bytearray()
                 PyByteArray_Resize(self._frag, frame.payload_size)
@@ -252,9 +279,28 @@ cdef class Conn(WSListener):
         elif t == WSMsgType.CLOSE:
             self._answer_close(frame)
 
+    cdef bint _hold_frag(self, Py_ssize_t n):
+        """Counts n more bytes of an unfinished message against the server-wide cap;
+        False (and the connection closed) when they would pass it."""
+        cdef Router r = self.router
+        if r.frag_bytes + n > r.max_frag_bytes:
+            r.n_frag_refused += 1
+            self.close(WSCloseCode.TRY_AGAIN_LATER, "server holds too many unfinished messages")
+            return False
+        r.frag_bytes += n
+        return True
+
+    cdef _drop_frag(self):
+        """The unfinished message is done with (finished, or its connection closed)."""
+        if self._frag is not None:
+            self.router.frag_bytes -= PyByteArray_GET_SIZE(self._frag)
+            self._frag = None
+        self._in_frag = False
+
     cdef _answer_close(self, WSFrame frame):
         cdef int code = 1000
-        self._flush()
+        self._flush(True)
+        self._drop_frag()
         if frame.payload_size == 1:
             code = 1002
         elif frame.payload_size >= 2:
@@ -315,6 +361,7 @@ cdef class Router:
     cdef public dict watchers    # user -> list of connections watching their presence
     cdef public object loop
     cdef public double close_timeout   # seconds a closing connection waits for the peer's CLOSE
+    cdef public double drain_timeout   # then seconds its last output may wait for a peer that stopped reading
     cdef public object push            # the push sender, when push notifications are on
     cdef public Sender sender          # the send fast path, once the server has wired it
     cdef list _dirty                   # connections with frames to write at the end of this iteration
@@ -332,10 +379,17 @@ cdef class Router:
     cdef public unsigned long long n_events
     cdef public unsigned long long n_slow_closed
     cdef public unsigned long long n_ping_dropped
+    cdef public unsigned long long n_frag_refused     # connections closed: unfinished messages over the cap
+    cdef public unsigned long long n_frag_expired     # connections closed: a message not finished in time
+    cdef public Py_ssize_t frag_bytes                 # bytes of unfinished messages held, all connections
+    cdef public Py_ssize_t max_frag_bytes
 
-    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0):
+    def __init__(self, Py_ssize_t write_limit, loop, double close_timeout=2.0, double drain_timeout=30.0,
+                 Py_ssize_t max_frag_bytes=64 << 20):
+        self.max_frag_bytes = max_frag_bytes
         self.loop = loop
         self.close_timeout = close_timeout
+        self.drain_timeout = drain_timeout
         self._dirty = []
         self.users = {}
         self.members = {}
@@ -357,7 +411,7 @@ cdef class Router:
         self._dirty = []
         self._flush_scheduled = False
         for c in dirty:
-            c._flush()
+            c._flush(False)
 
     cdef Py_ssize_t _send_all(self, list conns, bytes data, Conn exclude):
         cdef Py_ssize_t sent = 0
@@ -370,14 +424,20 @@ cdef class Router:
         self.n_events += sent
         return sent
 
-    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout):
+    cpdef Py_ssize_t keepalive(self, conns, double interval, double timeout, double frag_timeout):
         """One sweep over all connections: ping those silent for `interval`, drop those
-        whose ping went unanswered for `timeout`. Returns how many were dropped."""
+        whose ping went unanswered for `timeout`, close those that have not finished a
+        fragmented message in `frag_timeout` (pongs alone must not let a client hold
+        one forever). Returns how many were dropped."""
         cdef double now = _now()
         cdef Py_ssize_t dropped = 0
         cdef Conn c
         for c in list(conns):
             if c.closing or c.transport is None:
+                continue
+            if c._in_frag and now - c._frag_since >= frag_timeout:
+                self.n_frag_expired += 1
+                c.close(WSCloseCode.POLICY_VIOLATION, "fragmented message not finished in time")
                 continue
             if c.ping_sent != 0:
                 if now - c.ping_sent >= timeout:
@@ -464,7 +524,7 @@ cdef class Router:
             return False
         if c.paused and c.backlog() > self.write_limit:
             self.n_slow_closed += 1
-            c.close(WSCloseCode.TRY_AGAIN_LATER, "too slow: output backlog over the limit")
+            c.close(WSCloseCode.TRY_AGAIN_LATER, "too slow: output backlog over the limit", True)
             return False
         return True
 

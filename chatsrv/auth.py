@@ -87,21 +87,24 @@ class Tokens:
 
 
 class Throttle:
-    """Counts failures per key in a sliding window; `blocked` once a key reaches its limit."""
+    """Counts login attempts per key in a sliding window; `blocked` once a key reaches its limit.
+
+    An attempt counts from the moment it is admitted, before its hash is checked, so that
+    simultaneous attempts cannot all pass the check; a successful one is forgiven."""
 
     def __init__(self, limit, window):
         self.limit = limit
         self.window = window
-        self._fails = collections.defaultdict(collections.deque)
+        self._tries = collections.defaultdict(collections.deque)
 
     def _trim(self, key, now):
-        q = self._fails.get(key)
+        q = self._tries.get(key)
         if q is None:
             return None
         while q and q[0] <= now - self.window:
             q.popleft()
         if not q:
-            del self._fails[key]
+            del self._tries[key]
             return None
         return q
 
@@ -109,7 +112,20 @@ class Throttle:
         q = self._trim(key, time.monotonic())
         return q is not None and len(q) >= self.limit
 
-    def fail(self, key):
+    def attempt(self, key):
+        """Counts an attempt; returns its stamp, for `forgive`."""
         now = time.monotonic()
         self._trim(key, now)
-        self._fails[key].append(now)
+        self._tries[key].append(now)
+        return now
+
+    def forgive(self, key, stamp):
+        """The attempt made at `stamp` succeeded: it no longer counts (if still in the window)."""
+        q = self._tries.get(key)
+        if q is not None:
+            try:
+                q.remove(stamp)
+            except ValueError:
+                return
+            if not q:
+                del self._tries[key]

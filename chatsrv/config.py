@@ -138,10 +138,15 @@ OPTIONS = [
     ("ping_timeout", SECONDS, 20.0, "time to wait for the pong before dropping the connection"),
     ("max_message_bytes", SIZE, 16384, "largest message body in UTF-8 bytes (else too_large)"),
     ("max_frame_bytes", SIZE, 65536, "largest frame or reassembled message (else close 1009)"),
+    ("fragment_timeout", SECONDS, 30.0, "time a client may take to finish a fragmented message (else close 1008)"),
+    ("max_unfinished_bytes", SIZE, 64 * MiB, "bytes of unfinished fragmented messages held across all "
+                                             "connections at most (a fragment beyond: close 1013)"),
     ("rate", float, 100.0, "requests per second per connection (token bucket refill)"),
     ("burst", float, 200.0, "token bucket size per connection"),
     ("rate_close_after", int, 100, "consecutive rate_limited replies before closing with 1008"),
     ("close_timeout", SECONDS, 2.0, "time to wait for the peer's CLOSE after the server sends one"),
+    ("drain_timeout", SECONDS, 30.0, "then time a closed connection's last output (about 256 KiB and "
+                                     "the CLOSE) may wait for a peer that stopped reading, before a reset"),
     ("auth_timeout", SECONDS, 10.0, "time a connection may stay unauthenticated"),
     ("login_failures", int, 5, "failed logins per user name in the window before rate_limited "
                                "(per address: 4 times this)"),
@@ -199,7 +204,8 @@ def vapid_subject_ok(subject):
 CHOICES = {"log_level": ("debug", "info", "warning", "error"), "log_format": ("text", "json")}
 CHECKS = {"vapid_subject": (lambda v: v == "" or vapid_subject_ok(v),
                             "expected a mailto: address or an https: URL")}
-RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20)}
+RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20),
+          "map_size": (MiB, math.inf)}     # below about 1 MiB LMDB cannot even make its tables
 
 BY_NAME = {o[0]: o for o in OPTIONS}
 
@@ -262,8 +268,12 @@ def parse(name, raw):
     if isinstance(value, (int, float)):
         lo, hi = RANGES.get(name, (0, math.inf))
         if not lo <= value <= hi:
-            raise ValueError(f"{raw!r} is out of range ({lo} to {hi})" if hi != math.inf
-                             else f"cannot be negative, got {raw!r}")
+            if hi != math.inf:
+                raise ValueError(f"{raw!r} is out of range ({lo} to {hi})")
+            if lo > 0:
+                shown = typ.show(lo) if isinstance(typ, Unit) else lo
+                raise ValueError(f"must be at least {shown}, got {raw!r}")
+            raise ValueError(f"cannot be negative, got {raw!r}")
     return value
 
 

@@ -31,6 +31,19 @@ class NoDatabase(Exception):
         super().__init__(f"no chatsrv database in {path} (start `chatsrv serve --data {path}` once to create one)")
 
 
+def make_private(path):
+    """Creates path if needed; it and the folders in it become 0700, their files 0600
+    (messages, password hashes and keys are the owner's alone, whatever the umask, and
+    also in a directory an older version left readable). Symlinks are left alone."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    for root, dirs, files in os.walk(path):
+        os.chmod(root, 0o700)
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, 0o600)
+
+
 def has_database(path):
     return os.path.exists(os.path.join(path, DB_DIR, "data.mdb"))
 

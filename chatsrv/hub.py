@@ -221,12 +221,17 @@ class Hub:
         with self.store.read() as r:
             if r.user(req.user) is not None:
                 raise ProtocolError(req.rid, P.CONFLICT, "user name is taken")
-        if self._hashing >= self.cfg.max_pending_hashes:
-            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
+        self._admit_hash(req)
         self._task(conn, req, self._signup(conn, req))
 
-    async def _signup(self, conn, req):
+    def _admit_hash(self, req):
+        """Reserves a place among the pending hashes now, in the same step as the check, so that
+        simultaneous requests cannot all pass it; the coroutine that hashes frees it."""
+        if self._hashing >= self.cfg.max_pending_hashes:
+            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
         self._hashing += 1
+
+    async def _signup(self, conn, req):
         try:
             h = await self.passwords.hash(req.password)
         finally:
@@ -245,23 +250,23 @@ class Hub:
             raise ProtocolError(req.rid, P.BAD_REQUEST, "this connection is already authenticated")
         if self.throttle_user.blocked(req.user) or self.throttle_addr.blocked(conn.addr):
             raise ProtocolError(req.rid, P.RATE_LIMITED, "too many failed logins; try again later")
-        if self._hashing >= self.cfg.max_pending_hashes:
-            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
-        self._task(conn, req, self._login(conn, req), exclusive=True)
+        self._admit_hash(req)
+        # counted as failures until the hash says otherwise (see Throttle)
+        stamps = self.throttle_user.attempt(req.user), self.throttle_addr.attempt(conn.addr)
+        self._task(conn, req, self._login(conn, req, stamps), exclusive=True)
 
-    async def _login(self, conn, req):
-        with self.store.read() as r:
-            rec = r.user(req.user)
-        self._hashing += 1
+    async def _login(self, conn, req, stamps):
         try:
+            with self.store.read() as r:
+                rec = r.user(req.user)
             good, rehash = await self.passwords.verify(rec.pw if rec else None, req.password)
         finally:
             self._hashing -= 1
         if not good:
-            self.throttle_user.fail(req.user)
-            self.throttle_addr.fail(conn.addr)
             log.info("login failed user=%s addr=%s", req.user, conn.addr)
             raise ProtocolError(req.rid, P.UNAUTHORIZED, "wrong user name or password")
+        self.throttle_user.forgive(req.user, stamps[0])
+        self.throttle_addr.forgive(conn.addr, stamps[1])
         if conn.closing:
             return
         token, selector, mac = self.tokens.new()
@@ -336,22 +341,21 @@ class Hub:
     def password_change(self, conn, req):
         if self.throttle_user.blocked(conn.user):
             raise ProtocolError(req.rid, P.RATE_LIMITED, "too many wrong passwords; try again later")
-        if self._hashing >= self.cfg.max_pending_hashes:
-            raise ProtocolError(req.rid, P.RATE_LIMITED, "server is busy; try again")
-        self._task(conn, req, self._password_change(conn, req))
+        self._admit_hash(req)
+        stamp = self.throttle_user.attempt(conn.user)    # a failure until the hash says otherwise
+        self._task(conn, req, self._password_change(conn, req, stamp))
 
-    async def _password_change(self, conn, req):
+    async def _password_change(self, conn, req, stamp):
         user, device = conn.user, conn.device
-        with self.store.read() as r:
-            rec = r.user(user)
-        self._hashing += 1
         try:
+            with self.store.read() as r:
+                rec = r.user(user)
             good, _ = await self.passwords.verify(rec.pw if rec else None, req.old)
             if not good:
-                self.throttle_user.fail(user)
                 log.info("password change refused user=%s addr=%s", user, conn.addr)
                 # not `unauthorized`: that tells a client its token is gone
                 raise ProtocolError(req.rid, P.FORBIDDEN, "the current password is wrong")
+            self.throttle_user.forgive(user, stamp)
             h = await self.passwords.hash(req.new)
         finally:
             self._hashing -= 1
@@ -528,6 +532,8 @@ class Hub:
         def done(result):
             if result is not None:
                 self._deliver(result.message, None, members_after=result.members)
+                if action in ("remove", "leave"):
+                    self._end_unshared_watches(users[0] if action == "remove" else user, result.members)
             self.reply(conn, req, {})
 
         self._write(conn, req, ChangeGroup(req.conv, user, action, tuple(users), name, cap), done)
@@ -567,6 +573,27 @@ class Hub:
             conn.extra = Session()
         conn.extra.watching.update(req.users)
         self.reply(conn, req, {"presence": states})
+
+    def _end_unshared_watches(self, gone, members):
+        """`gone` has left a group whose members are now `members`: a watch between gone and
+        one of them ends now, both ways, unless the two still share another conversation.
+        Only existing watches are looked at, never the whole group."""
+        others = set(members)
+        pairs = [(c, gone) for c in self.router.watchers.get(gone, ()) if c.user in others]
+        for c in self.router.conns_of(gone):
+            if c.extra is not None:
+                pairs += [(c, u) for u in c.extra.watching & others]
+        if not pairs:
+            return
+        shared = {}
+        with self.store.read() as r:
+            for c, u in pairs:
+                key = (c.user, u)
+                if key not in shared:
+                    shared[key] = shares_conv(r, c.user, u)
+                if not shared[key]:
+                    c.extra.watching.discard(u)
+                    self.presence.unwatch(c, [u])
 
     def unwatch(self, conn, req):
         watching = conn.extra.watching if conn.extra is not None else set()

@@ -118,6 +118,11 @@ class Collector:
                       r.n_slow_closed)
         yield counter("keepalive_dropped", "Connections dropped for not answering a ping in time",
                       r.n_ping_dropped)
+        yield counter("fragment_timeouts", "Connections closed for a fragmented message not finished in time",
+                      r.n_frag_expired)
+        yield counter("fragment_cap_closed", "Connections closed for unfinished messages over the server-wide cap",
+                      r.n_frag_refused)
+        yield gauge("unfinished_message_bytes", "Bytes of unfinished fragmented messages held", r.frag_bytes)
         yield counter("writer_commits", "LMDB write transactions committed (one per batch)", w.n_commits)
         yield counter("writer_jobs", "Writer jobs applied", w.n_jobs)
         yield counter("writer_failures", "Writer jobs that failed (map or disk full, errors)", w.n_failed)

@@ -17,10 +17,12 @@ import base64
 import collections
 import hashlib
 import heapq
+import ipaddress
 import itertools
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from urllib.parse import urlsplit
@@ -55,6 +57,7 @@ OUTCOMES = (
     "logged_out",       # a subscription whose device has no token left (deleted)
     "disabled",         # no --vapid-subject: nothing sent
     "system",           # a system message, not pushed (see --push-system)
+    "blocked",          # the endpoint's name resolved to a loopback, private or reserved address
     "error",            # an unexpected error (a bug; logged)
     "abandoned",        # still queued at shutdown
 )
@@ -211,6 +214,90 @@ class Job:
         self.due = 0.0
 
 
+class Blocked(Exception):
+    """The push service's name resolves to an address the server must not post to."""
+
+
+class PushHTTP:
+    """POSTs to push services. The host is resolved here, at send time, every address it has
+    is checked (unless --push-allow-http), and the connection goes to the checked address
+    itself, so a name that resolves inward, or a DNS answer that changes between the check
+    and the connect, cannot aim the server at its own network. Redirects are not followed.
+    One instance per worker thread (its connection pools are not shared)."""
+
+    MAX_POOLS = 64
+
+    def __init__(self, allow_private, timeout, resolve=socket.getaddrinfo, ca_certs=None):
+        self.allow_private = allow_private
+        self.timeout = timeout
+        self.resolve = resolve
+        self.ca_certs = ca_certs      # None: certifi's bundle, as requests uses
+        self._pools = {}
+
+    def address(self, host, port):
+        """The address to connect to for host, or Blocked."""
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        infos = self.resolve(host, port, 0, socket.SOCK_STREAM)
+        addrs = [info[4][0] for info in infos]
+        if not addrs:
+            raise OSError(f"{host} has no address")
+        if not self.allow_private:
+            for a in addrs:
+                ip = ipaddress.ip_address(a.split("%", 1)[0])
+                if ip.version == 6 and ip.ipv4_mapped is not None:
+                    ip = ip.ipv4_mapped
+                if not ip.is_global:
+                    raise Blocked(f"{host} resolves to {a}, which is not a public address")
+        return addrs[0]
+
+    def _pool(self, scheme, ip, port, host):
+        import urllib3
+
+        key = (scheme, ip, port, host)
+        pool = self._pools.get(key)
+        if pool is None:
+            if len(self._pools) >= self.MAX_POOLS:
+                for old in self._pools.values():
+                    old.close()
+                self._pools.clear()
+            if scheme == "https":
+                import certifi
+
+                # the TLS name (SNI and the certificate check) stays the endpoint's host
+                pool = urllib3.HTTPSConnectionPool(ip, port, maxsize=1, retries=False,
+                                                   server_hostname=host, assert_hostname=host,
+                                                   cert_reqs="CERT_REQUIRED",
+                                                   ca_certs=self.ca_certs or certifi.where())
+            else:
+                pool = urllib3.HTTPConnectionPool(ip, port, maxsize=1, retries=False)
+            self._pools[key] = pool
+        return pool
+
+    def post(self, url, body, headers):
+        """(status, Retry-After header or None); Blocked, or OSError / urllib3's HTTPError
+        for network failures."""
+        import urllib3
+
+        u = urlsplit(url)
+        host = u.hostname
+        port = u.port or (443 if u.scheme == "https" else 80)
+        ip = self.address(host, port)
+        default = (u.scheme == "https" and port == 443) or (u.scheme == "http" and port == 80)
+        name = f"[{host}]" if ":" in host else host
+        headers = dict(headers, Host=name if default else f"{name}:{port}")
+        path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        t = urllib3.Timeout(connect=self.timeout, read=self.timeout)
+        r = self._pool(u.scheme, ip, port, host).urlopen(
+            "POST", path, body=body, headers=headers, redirect=False, retries=False, timeout=t,
+            preload_content=False)
+        try:
+            r.read(65536, decode_content=False)     # bounded: never a big body
+            return r.status, r.headers.get("Retry-After")
+        finally:
+            r.release_conn()
+
+
 class Delivery:
     """One encrypted push to one subscription."""
 
@@ -264,6 +351,7 @@ class Push:
         self._stopping = False
         self._threads = []
         self._local = threading.local()
+        self.resolve = socket.getaddrinfo     # replaced by tests that need a name to resolve a set way
 
     def _sign_test(self):
         try:
@@ -480,15 +568,11 @@ class Push:
         except RuntimeError:
             pass    # shutting down
 
-    def _session(self):
-        s = getattr(self._local, "session", None)
-        if s is None:
-            import requests
-
-            s = requests.Session()
-            s.trust_env = False      # no proxies or netrc from the environment
-            self._local.session = s
-        return s
+    def _http(self):
+        h = getattr(self._local, "http", None)
+        if h is None:
+            h = self._local.http = PushHTTP(self.cfg.push_allow_http, self.cfg.push_timeout, self.resolve)
+        return h
 
     def _vapid_headers(self, endpoint):
         """The Authorization header for a push service origin, signed once and reused
@@ -507,8 +591,7 @@ class Push:
 
     def _deliver(self, d):
         from pywebpush import WebPusher
-
-        import requests
+        from urllib3.exceptions import HTTPError
 
         cfg = self.cfg
         body = WebPusher({"endpoint": d.endpoint, "keys": d.keys}).encode(d.payload, "aes128gcm")["body"]
@@ -518,15 +601,13 @@ class Push:
         status = retry_after = None
         t0 = time.perf_counter()
         try:
-            r = self._session().post(d.endpoint, data=body, headers=headers, allow_redirects=False,
-                                     timeout=(cfg.push_timeout, cfg.push_timeout), stream=True)
-            try:
-                status = r.status_code
-                retry_after = parse_retry_after(r.headers.get("Retry-After"))
-                r.raw.read(65536, decode_content=False)     # bounded: never a big body
-            finally:
-                r.close()
-        except requests.RequestException as e:
+            status, retry_after = self._http().post(d.endpoint, body, headers)
+            retry_after = parse_retry_after(retry_after)
+        except Blocked as e:
+            self._count("blocked")
+            log.warning("push to %s refused: %s (user=%s device=%s)", origin(d.endpoint), e, d.user, d.device)
+            return
+        except (OSError, HTTPError) as e:
             log.debug("push to %s failed: %s", origin(d.endpoint), e)
         finally:
             with self._count_lock:

@@ -14,7 +14,7 @@ from picows import WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_s
 
 from . import _core, logs
 from .config import split_address
-from .datadir import InUse, Lock
+from .datadir import InUse, Lock, make_private
 from .auth import Passwords, Throttle, Tokens, load_secret
 from .hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
@@ -61,7 +61,7 @@ class Server:
         cfg = self.cfg
         loop = asyncio.get_running_loop()
         try:
-            os.makedirs(cfg.data, exist_ok=True)
+            make_private(cfg.data)
             # before the database is opened: two servers on one directory would both assign
             # the same seqs, and one side's acknowledged messages would be overwritten
             self.lock = Lock(cfg.data).acquire()
@@ -73,7 +73,8 @@ class Server:
             log.warning("--unsafe-no-sync: commits are not synced; a machine crash can lose acknowledged messages")
         self.writer = Writer(self.store, loop, cfg.max_batch)
         self.writer.start()
-        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout)
+        self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
+                                   cfg.max_unfinished_bytes)
         self.passwords = Passwords()
         self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
                        Tokens(secret),
@@ -122,23 +123,28 @@ class Server:
 
     async def _keepalive(self):
         cfg = self.cfg
-        # a sweep every quarter of the shorter period keeps detection within interval + timeout + 25%
-        tick = min(max(min(cfg.ping_interval, cfg.ping_timeout) / 4, 0.05), 1.0)
+        # a sweep every quarter of the shortest period keeps detection within interval + timeout + 25%
+        tick = min(max(min(cfg.ping_interval, cfg.ping_timeout, cfg.fragment_timeout) / 4, 0.05), 1.0)
         while True:
             await asyncio.sleep(tick)
-            self.router.keepalive(self.hub.conns, cfg.ping_interval, cfg.ping_timeout)
+            self.router.keepalive(self.hub.conns, cfg.ping_interval, cfg.ping_timeout, cfg.fragment_timeout)
 
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
         if path == b"/ws":
-            origin = request.headers.get("Origin")
-            if origin is not None and origin not in self.origins:
-                log.info("refused upgrade from origin %r", origin)
+            origins = request.headers.getall("Origin", [])
+            if len(origins) > 1:
+                # a check of only the first would let any second one through
+                log.info("refused upgrade with %d Origin headers", len(origins))
+                return _respond(403, b"more than one Origin header")
+            if origins and origins[0] not in self.origins:
+                log.info("refused upgrade from origin %r", origins[0])
                 return _respond(403, b"origin not allowed")
             cfg = self.cfg
             conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                               cfg.rate_close_after)
-            conn.forwarded = request.headers.get("X-Forwarded-For")
+            # a proxy may add its own header line after the client's (HAProxy does): all lines count
+            conn.forwarded = ", ".join(request.headers.getall("X-Forwarded-For", [])) or None
             return conn
         if path == b"/healthz":
             return _respond(200, b"ok")

@@ -37,6 +37,7 @@ class Writer:
         self._cv = threading.Condition()
         self._stopping = False
         self._waiting = False
+        self._full_logged = 0.0      # when "storage is full or failing" was last logged
         self.n_commits = 0
         self.n_jobs = 0
         self.n_failed = 0
@@ -107,7 +108,7 @@ class Writer:
                     job.result = None
                     self.n_failed += 1
                     if store.unavailable(e):
-                        log.warning("write failed: storage is full or failing (%s)", type(e).__name__)
+                        self._storage_full(e)
                         job.error = Unavailable(str(e))
                     else:
                         log.exception("write failed")
@@ -117,6 +118,14 @@ class Writer:
         took = time.perf_counter() - t0
         self.commit_seconds += took
         self.commit_latency.observe(took)
+
+    def _storage_full(self, e):
+        """One line every 10 s at most: a full disk fails every write, and a line for each
+        would fill what is left of it with the log."""
+        now = time.monotonic()
+        if now - self._full_logged >= 10.0:
+            self._full_logged = now
+            log.warning("writes fail, answered unavailable (nothing acknowledged is lost): %s", e)
 
     @staticmethod
     def _finish(batch):

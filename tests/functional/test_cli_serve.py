@@ -67,3 +67,34 @@ def test_unusable_data_directory(tmp_path):
     finally:
         locked.chmod(0o700)
     one_line_error(r, 1, "cannot use data directory", "permission denied")
+
+
+def test_map_size_below_the_minimum(tmp_path):
+    last = one_line_error(serve("--port", str(free_port()), "--data", str(tmp_path / "d"), "--map-size", "1000"),
+                          2, "--map-size", "at least 1MiB")
+    assert "MDB_" not in last
+
+
+def _modes(root):
+    return {str(p.relative_to(root)): p.stat().st_mode & 0o777 for p in [root, *root.rglob("*")]}
+
+
+def test_data_directory_and_its_files_are_private(tmp_path):
+    """Messages and password hashes are the owner's alone: the directory 0700, its files
+    0600, whatever the umask, and also for a directory made before by an older version."""
+    old_umask = os.umask(0o022)
+    try:
+        fresh = ServerProc(tmp_path / "fresh", []).start()
+        assert fresh.stop() == 0
+        modes = _modes(tmp_path / "fresh")
+        assert {"db/data.mdb", "db/lock.mdb", "token.key"} <= set(modes), modes
+        assert all(m == (0o700 if (tmp_path / "fresh" / p).is_dir() else 0o600) for p, m in modes.items()), modes
+        # a data directory left readable by an older version is tightened at start
+        for p in [tmp_path / "fresh", *(tmp_path / "fresh").rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+        again = ServerProc(tmp_path / "fresh", []).start()
+        modes = _modes(tmp_path / "fresh")
+        assert again.stop() == 0
+        assert all(m == (0o700 if (tmp_path / "fresh" / p).is_dir() else 0o600) for p, m in modes.items()), modes
+    finally:
+        os.umask(old_umask)

@@ -186,6 +186,57 @@ async def test_login_failures_rate_limited_per_address(make_server, connect):
     assert await c2.err("login", user=users[6], password=PASSWORD, device="d1") == "rate_limited"
 
 
+
+async def _simultaneous_logins(srv, connect, attempts):
+    """One connection per (user, password), every login sent before any reply is read:
+    the error code (or "ok") of each, in order."""
+    clients = [await connect(srv) for _ in attempts]
+    futs = [c.start("login", user=u, password=p, device="d1") for c, (u, p) in zip(clients, attempts)]
+    replies = await asyncio.gather(*(asyncio.wait_for(f, 30) for f in futs))
+    return ["ok" if "ok" in r else r["err"]["code"] for r in replies]
+
+
+async def test_simultaneous_wrong_logins_are_limited_per_user(make_server, connect):
+    """40 guesses at the same moment: only --login-failures of them get their hash checked."""
+    srv = make_server("--login-failures", "3", "--login-window", "60")
+    c = await connect(srv)
+    victim = uname("simul")
+    await c.signup(victim)
+    codes = await _simultaneous_logins(srv, connect, [(victim, f"guess number {i}") for i in range(40)])
+    assert codes.count("unauthorized") == 3, codes
+    assert codes.count("rate_limited") == 37, codes
+    assert await c.err("login", user=victim, password=PASSWORD, device="d1") == "rate_limited"
+
+
+async def test_simultaneous_wrong_logins_are_limited_per_address(make_server, connect):
+    # 40 names, one guess each, all from 127.0.0.1 at once: 4 x 3 = 12 are checked
+    srv = make_server("--login-failures", "3", "--login-window", "60")
+    codes = await _simultaneous_logins(srv, connect, [(uname("simad"), "wrong password") for _ in range(40)])
+    assert codes.count("unauthorized") == 12, codes
+    assert codes.count("rate_limited") == 28, codes
+
+
+async def test_simultaneous_logins_respect_the_pending_hash_cap(make_server, connect):
+    """--max-pending-hashes 4: logins beyond 4 queued hashes are refused at once, also when they
+    all arrive before the first hash is done (an argon2 verify takes about 30 ms here)."""
+    srv = make_server("--login-failures", "1000", "--max-pending-hashes", "4")
+    codes = await _simultaneous_logins(srv, connect, [(uname("simpe"), "wrong password") for _ in range(40)])
+    assert codes.count("unauthorized") + codes.count("rate_limited") == 40, codes
+    # a few hashes finish while the 40 frames arrive; without the cap all 40 are checked
+    assert 4 <= codes.count("unauthorized") <= 20, codes
+
+
+async def test_successful_logins_do_not_count_as_failures(make_server, connect):
+    srv = make_server("--login-failures", "2", "--login-window", "60")
+    name = uname("okcount")
+    c = await connect(srv)
+    await c.signup(name)
+    for i in range(4):          # more successes than the limit, one after the other
+        c2 = await connect(srv)
+        await c2.login(name, PASSWORD, f"d{i}")
+    assert await c.err("login", user=name, password="wrong password", device="d1") == "unauthorized"
+
+
 # ----------------------------------------------------------------------------- auth
 async def test_auth_with_token(server, connect):
     name = uname("auth")
@@ -305,6 +356,23 @@ async def test_login_throttle_per_client_address_behind_a_trusted_proxy(make_ser
     # another client of the same proxy is not locked out
     other = await connect(srv, headers={"X-Forwarded-For": "198.51.100.2, 203.0.113.99"})
     assert "token" in await other.ok("login", user=victims[4], password=PASSWORD, device="d")
+
+
+async def test_x_forwarded_for_header_added_by_the_proxy_on_its_own_line_counts(make_server, connect):
+    """HAProxy adds its X-Forwarded-For as a new header line after the client's own: the
+    address the proxy saw is the last one of all lines, not of the first."""
+    srv = make_server("--login-failures", "1", "--login-window", "60", "--trusted-proxy", "127.0.0.1")
+    c = await connect(srv)
+    victims = [uname("xfl") for _ in range(5)]
+    for u in victims:
+        await c.signup(u)
+    for i, u in enumerate(victims[:4]):
+        # the attacker forges a fresh first line each time; the proxy's line says who it is
+        cl = await connect(srv, headers=[("X-Forwarded-For", f"192.0.2.{i}"),
+                                         ("X-Forwarded-For", "203.0.113.7")])
+        assert await cl.err("login", user=u, password="wrong password", device="d") == "unauthorized"
+    cl = await connect(srv, headers=[("X-Forwarded-For", "192.0.2.99"), ("X-Forwarded-For", "203.0.113.7")])
+    assert await cl.err("login", user=victims[4], password=PASSWORD, device="d") == "rate_limited"
 
 
 async def test_x_forwarded_for_is_ignored_from_an_untrusted_peer(make_server, connect):

@@ -1,5 +1,8 @@
 """Bad input at the frame and JSON level: malformed JSON, non-objects, unknown ops,
 oversize, fragmented, invalid UTF-8, binary, CLOSE handling."""
+import asyncio
+import time
+
 import orjson
 import pytest
 from picows import WSMsgType, WSCloseCode
@@ -256,3 +259,59 @@ async def test_close_releases_connection_for_delivery(server, login):
     await a.send_msg("while away", to=b.user)
     c = await login(server, b.user, device="x", signup=False)
     assert [m["body"] for m in c.backlog_msgs] == ["while away"]
+
+
+# ----------------------------------------------------------------------------- unfinished fragments
+_START = b'{"id": 5, "op": "convs", "pad": "'
+
+
+async def _processed(c, tag: bytes):
+    """The server has read everything c sent before (a PONG answers in order)."""
+    c.ping(tag)
+    await c._wait(lambda: True if tag in c.pongs else None, 3.0, "the pong")
+
+
+async def test_unfinished_fragmented_message_closed_after_the_fragment_timeout(make_server, connect, login):
+    """A client that answers pings and keeps sending fragments cannot hold a message open."""
+    srv = make_server("--fragment-timeout", "0.6", "--ping-interval", "0.1")
+    a = await connect(srv, auto_pong=False)
+    a.manual_pong = True
+    name = uname("frag")
+    await a.signup(name)
+    await a.login(name)
+    await a.backlog()
+    t0 = time.monotonic()
+    a.send_frame(WSMsgType.TEXT, _START + b"x" * 1000, fin=False)
+    while not a.disconnected and time.monotonic() - t0 < 4:
+        a.send_frame(WSMsgType.CONTINUATION, b"y" * 100, fin=False)
+        await asyncio.sleep(0.25)          # silent long enough to be pinged in between
+    assert await a.closed(1) == 1008, a.close_reason
+    assert 0.6 <= time.monotonic() - t0 <= 3.0
+    assert a.pings >= 1                    # it was pinged and answered all along
+    # a fragmented message finished in time is served as ever
+    b = await login(srv)
+    b.send_frame(WSMsgType.TEXT, _START, fin=False)
+    await asyncio.sleep(0.3)
+    b.send_frame(WSMsgType.CONTINUATION, b'"}', fin=True)
+    assert "ok" in await _reply_with_id(b, 5)
+
+
+async def test_unfinished_fragmented_messages_capped_across_connections(make_server, login):
+    srv = make_server("--max-unfinished-bytes", "100000")
+    a, b, c = await login(srv), await login(srv), await login(srv)
+    a.send_frame(WSMsgType.TEXT, _START + b"a" * 50_000, fin=False)
+    await _processed(a, b"a")
+    # 50 000 + 60 000 held would pass the cap: that connection is refused, not a
+    b.send_frame(WSMsgType.TEXT, _START + b"b" * 60_000, fin=False)
+    assert await b.closed(3) == 1013, b.close_reason
+    a.send_frame(WSMsgType.CONTINUATION, b'"}', fin=True)
+    assert "ok" in await _reply_with_id(a, 5)
+    # a's finished message no longer counts: c may hold 60 000, and once c is closed
+    # while holding them they no longer count either
+    c.send_frame(WSMsgType.TEXT, _START + b"c" * 60_000, fin=False)
+    await _processed(c, b"c")
+    await c.close()
+    d = await login(srv)
+    d.send_frame(WSMsgType.TEXT, _START + b"d" * 30_000, fin=False)
+    d.send_frame(WSMsgType.CONTINUATION, b"d" * 30_000 + b'"}', fin=True)
+    assert "ok" in await _reply_with_id(d, 5)

@@ -46,3 +46,13 @@ async def test_logout_others_signs_out_every_other_device_only(server, login, co
     assert await e.err("auth", token=phone.token) == "unauthorized"
     f = await connect(server)
     await f.auth(a.token)                                # this device's token is kept
+
+
+async def test_simultaneous_wrong_current_passwords_are_limited(make_server, login):
+    """Guesses of the current password sent at once count as they arrive, as logins do:
+    --login-failures of them are checked, the rest refused unchecked."""
+    srv = make_server("--login-failures", "3", "--login-window", "60")
+    a = await login(srv)
+    futs = [a.start("password_change", old=f"guess number {i}", new=NEW) for i in range(12)]
+    codes = [r["err"]["code"] for r in await asyncio.gather(*futs)]
+    assert codes.count("forbidden") == 3 and codes.count("rate_limited") == 9, codes

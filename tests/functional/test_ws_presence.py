@@ -271,6 +271,34 @@ async def test_unwatch_and_watch_ends_with_connection(srv, login):
     await w1.no_event("presence", 0.0)
 
 
+async def test_watch_ends_when_the_users_no_longer_share_a_conversation(srv, login):
+    """Removed from or leaving the only group they shared, two users stop seeing each
+    other's presence at that moment, both ways; a watch backed by another conversation stays."""
+    owner, a, b, c, d = [await login(srv) for _ in range(5)]
+    conv = await group(owner, [a, b, c, d])
+    await befriend(a, c)                       # a and c also share a direct conversation
+    await a.ok("watch", users=[b.user, c.user, d.user])
+    await b.ok("watch", users=[a.user])
+    await d.ok("watch", users=[a.user])
+    await c.ok("watch", users=[a.user])
+    await owner.ok("group_remove", conv=conv, user=b.user)
+    await d.ok("group_leave", conv=conv)
+    await c.ok("group_leave", conv=conv)
+    assert await a.err("watch", users=[b.user]) == "forbidden"   # as a new watch would be
+    b_token, d_token = b.token, d.token
+    await drop(b)
+    await drop(d)
+    await none_where(a, "presence", GRACE + 0.5, user=b.user)
+    await none_where(a, "presence", 0.0, user=d.user)
+    b = await _auth(srv, b_token)
+    d = await _auth(srv, d_token)
+    await drop(a)
+    await none_where(b, "presence", GRACE + 0.5, user=a.user)
+    await none_where(d, "presence", 0.0, user=a.user)
+    # c still shares the direct conversation with a: c hears that a went offline
+    await ev_where(c, "presence", GRACE + 3, user=a.user, state="offline")
+
+
 # ----------------------------------------------------------------------------- typing
 async def test_typing_reaches_others_not_sender(srv, login):
     a1 = await login(srv, uname("ta"), device="d1")

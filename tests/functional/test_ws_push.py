@@ -6,6 +6,7 @@ import base64
 import http.server
 import os
 import re
+import socket
 import statistics
 import threading
 import time
@@ -19,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import jwt as vapid_jwt
 
 from conftest import ServerProc, _finish, http_get, uname
+from harness.net import free_port
 from harness.client import dconv, now_ms
 
 SUBJECT = "mailto:ops@chatsrv.test"
@@ -64,7 +66,12 @@ class PushService:
                 status = svc.handle(sid, dict(self.headers.items()), body)
                 if status is None:
                     return
+                location = None
+                if type(status) is tuple:
+                    status, location = status
                 self.send_response(status)
+                if location is not None:
+                    self.send_header("Location", location)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
 
@@ -118,6 +125,8 @@ class PushService:
         mode = sub["mode"]
         if mode == "gone":
             return 410
+        if mode.startswith("redirect:"):   # "redirect:SID": 307 to that subscription's path
+            return 307, f"http://127.0.0.1:{self.port}/push/{mode[9:]}"
         if mode.startswith("fail"):      # "failN": 503 for the first N requests, then 201
             return 503 if len(self.received[sid]) <= int(mode[4:]) else 201
         if mode == "hang":
@@ -255,6 +264,11 @@ async def test_push_subscribe_validates_every_field(psrv, login, pushsvc):
     assert await c.ok("push_unsubscribe") == {}
 
 
+def keys_only():
+    return {"p256dh": b64url(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)), "auth": b64url(os.urandom(16))}
+
+
 async def test_https_only_without_allow_http(server, login):
     """The shared server runs without --push-allow-http (and without a VAPID subject, so
     nothing is ever sent from it)."""
@@ -265,6 +279,61 @@ async def test_https_only_without_allow_http(server, login):
                "https://10.1.2.3/x", "https://[::1]/x", "https://169.254.169.254/latest"):
         assert await c.err("push_subscribe", endpoint=ep, keys=keys) == "bad_request", ep
     assert await c.ok("push_subscribe", endpoint="https://push.example.net/wpush/v2/abc", keys=keys) == {}
+
+
+async def test_endpoint_whose_name_resolves_to_this_machine_gets_no_connection(make_server, login, connect):
+    """Without --push-allow-http the address check resolves the name when it sends: names that
+    pass the check of literals but that this machine resolves to 127.0.0.1 never get a
+    connection (the server would otherwise post to its own loopback services)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", free_port()))
+    listener.listen(16)
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    names = ["127.1", "2130706433", "0x7f000001"]          # all 127.0.0.1 to the resolver
+    try:
+        if socket.gethostbyname(socket.gethostname()).startswith("127."):
+            names.append(socket.gethostname())
+    except OSError:
+        pass
+    srv = make_server(*[a for a in PUSH_ARGS if a != "--push-allow-http"])
+    alice = await login(srv)
+    for name in names:
+        bob = await login(srv, device="phone")
+        sub = {"endpoint": f"https://{name}:{port}/push/x", "keys": keys_only()}
+        await subscribe(bob, sub)                       # nothing tells the name apart from a public one
+        await bob.close()
+        await wait_metric(srv, "chatsrv_connections_authenticated", lambda v: v <= 1)
+        await alice.send_msg("to a loopback endpoint", to=bob.user)
+    deadline = time.monotonic() + 6
+    while outcome(srv, "blocked") < len(names) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    accepted = 0
+    while True:
+        try:
+            listener.accept()[0].close()
+            accepted += 1
+        except BlockingIOError:
+            break
+    listener.close()
+    assert accepted == 0, f"the server connected to 127.0.0.1:{port} {accepted} time(s) for {names}"
+    assert outcome(srv, "blocked") == len(names)
+    assert outcome(srv, "sent") == 0 and outcome(srv, "retried") == 0
+
+
+async def test_redirect_from_a_push_service_is_not_followed(psrv, login, pushsvc):
+    target, _ = pushsvc.subscription()
+    bob, sid = await offline_subscribed(psrv, login, pushsvc, mode=f"redirect:{target}")
+    rejected = outcome(psrv, "rejected")
+    alice = await login(psrv)
+    await alice.send_msg("redirected?", to=bob)
+    await pushsvc.wait(sid, 1)
+    deadline = time.monotonic() + 3
+    while outcome(psrv, "rejected") < rejected + 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert outcome(psrv, "rejected") == rejected + 1     # a 3xx is an answer, not a place to go
+    await asyncio.sleep(QUIET)
+    assert pushsvc.pushes(target) == [], "the redirect was followed"
 
 
 async def test_mute_validation(psrv, login):

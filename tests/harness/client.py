@@ -141,12 +141,13 @@ class Client:
     # ------------------------------------------------------------------ connect
     @classmethod
     async def connect(cls, url: str, origin: Optional[str] = None,
-                      headers: Optional[dict] = None, timeout: float = 5.0,
+                      headers: "Optional[dict | list[tuple[str, str]]]" = None, timeout: float = 5.0,
                       auto_pong: bool = True, local_addr: Optional[tuple] = None) -> "Client":
         c = cls(url)
-        extra = dict(headers or {})
+        # a list of (name, value) pairs may repeat a header
+        extra = list(headers.items() if isinstance(headers, dict) else headers or [])
         if origin is not None:
-            extra["Origin"] = origin
+            extra.append(("Origin", origin))
         transport, _listener = await ws_connect(
             lambda: _Listener(c), url, extra_headers=extra or None,
             websocket_handshake_timeout=timeout, use_aiofastnet=False,

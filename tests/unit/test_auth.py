@@ -27,16 +27,28 @@ def test_secret_is_made_once_with_mode_0600(tmp_path):
 def test_throttle_blocks_at_the_limit_within_the_window():
     th = Throttle(limit=3, window=60)
     for _ in range(2):
-        th.fail("ann")
+        th.attempt("ann")
     assert not th.blocked("ann")
-    th.fail("ann")
+    th.attempt("ann")
     assert th.blocked("ann") and not th.blocked("ben")
     short = Throttle(limit=1, window=0.01)
-    short.fail("x")
+    short.attempt("x")
     assert short.blocked("x")
     import time
     time.sleep(0.02)
     assert not short.blocked("x")
+
+
+def test_throttle_forgives_an_attempt_that_succeeded():
+    th = Throttle(limit=2, window=60)
+    first = th.attempt("ann")
+    th.attempt("ann")
+    assert th.blocked("ann")
+    th.forgive("ann", first)
+    assert not th.blocked("ann")
+    th.forgive("ann", first)      # twice is harmless: the other attempt still counts
+    th.attempt("ann")
+    assert th.blocked("ann")
 
 
 def test_passwords_verify_and_refuse():

@@ -47,7 +47,7 @@ def test_lists_and_bools_replace_the_lower_layer(tmp_path):
     ("1G", 1 << 30), ("1GiB", 1 << 30), ("1.5MiB", 3 << 19), ("2GB", 2 * 10**9), ("100 B", 100),
 ])
 def test_sizes_take_units(raw, value):
-    assert C.parse("map_size", raw) == value
+    assert C.parse("write_buffer_limit", raw) == value
 
 
 @pytest.mark.parametrize("raw, value", [
@@ -59,7 +59,8 @@ def test_times_take_units(raw, value):
 
 
 @pytest.mark.parametrize("name, raw", [
-    ("map_size", "lots"), ("map_size", "1.5B"), ("map_size", -1), ("map_size", True), ("ping_interval", "5x"),
+    ("map_size", "lots"), ("map_size", "1.5B"), ("map_size", -1), ("map_size", True), ("map_size", "1000"),
+    ("map_size", "1023KiB"), ("ping_interval", "5x"),
     ("ping_interval", "-3s"), ("port", "http"), ("port", "70000"), ("rate", "fast"), ("rate", "-1"),
     ("signup", "maybe"), ("log_level", "loud"), ("push_ttl", "1.5s"), ("max_batch", "0"), ("host", 5),
 ])

@@ -3,6 +3,7 @@ push_subscribe and mute, the VAPID key file, storage of subscriptions and mutes,
 the loop-side policy and bounded queue of chatsrv.push.Push."""
 import base64
 import os
+import socket
 import stat
 
 import orjson
@@ -326,3 +327,117 @@ def test_vapid_header_cached_per_origin(tmp_path):
     assert p._vapid_headers("https://a.example/y/2") is h1
     h2 = p._vapid_headers("https://b.example:8443/z")
     assert h2 is not h1 and set(p._vapid_cache) == {"https://a.example", "https://b.example:8443"}
+
+
+# ----------------------------------------------------------------------------- the HTTP side
+class Resolver:
+    """A resolver that answers a fixed table and counts its calls (no DNS is asked)."""
+
+    def __init__(self, table):
+        self.table = table
+        self.calls = 0
+
+    def __call__(self, host, port, family=0, type=0):
+        self.calls += 1
+        return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
+                for a in self.table[host]]
+
+
+@pytest.mark.parametrize("addrs", [["127.0.0.1"], ["10.0.0.7"], ["169.254.169.254"], ["::1"],
+                                   ["::ffff:127.0.0.1"], ["fd00::1"], ["93.184.216.34", "127.0.0.1"]])
+def test_a_name_resolving_to_any_non_public_address_is_blocked(addrs):
+    h = push.PushHTTP(allow_private=False, timeout=1, resolve=Resolver({"push.test": addrs}))
+    with pytest.raises(push.Blocked):
+        h.post("https://push.test/x", b"", {})
+
+
+@pytest.fixture
+def standin(tmp_path):
+    """An HTTP(S) server on 127.0.0.1 recording the Host of each POST; TLS with a certificate
+    for push.test from a CA made here."""
+    import datetime
+    import http.server
+    import ssl
+    import threading
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("test ca")).issuer_name(name("test ca"))
+          .public_key(ca_key.public_key()).serial_number(1).not_valid_before(now)
+          .not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("push.test")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("push.test")]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    hosts = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *a):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            hosts.append(self.headers.get("Host"))
+            self.send_response(201)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    servers = []
+
+    def start(tls):
+        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+            httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        servers.append(httpd)
+        return httpd.server_address[1]
+
+    yield start, hosts, str(tmp_path / "ca.pem")
+    for httpd in servers:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_the_connection_goes_to_the_checked_address(standin):
+    """The name is resolved once, by the check, and the connection is made to that address
+    with the endpoint's name in Host: a second resolution (a DNS rebinding) has no say."""
+    start, hosts, _ = standin
+    port = start(tls=False)
+    r = Resolver({"push.test": ["127.0.0.1"]})
+    h = push.PushHTTP(allow_private=True, timeout=2, resolve=r)
+    assert h.post(f"http://push.test:{port}/push/1", b"x", {})[0] == 201
+    assert h.post(f"http://push.test:{port}/push/2", b"x", {})[0] == 201
+    assert hosts == [f"push.test:{port}"] * 2 and r.calls == 2
+
+
+def test_tls_checks_the_certificate_against_the_endpoint_name(standin):
+    from urllib3.exceptions import HTTPError
+
+    start, hosts, ca = standin
+    port = start(tls=True)
+    r = Resolver({"push.test": ["127.0.0.1"], "other.test": ["127.0.0.1"]})
+    h = push.PushHTTP(allow_private=True, timeout=2, resolve=r, ca_certs=ca)
+    assert h.post(f"https://push.test:{port}/push/1", b"x", {})[0] == 201
+    assert hosts == [f"push.test:{port}"]
+    with pytest.raises(HTTPError):                 # the certificate is for push.test only
+        h.post(f"https://other.test:{port}/push/1", b"x", {})
+    with pytest.raises(HTTPError):                 # and not from a CA the server trusts by default
+        push.PushHTTP(allow_private=True, timeout=2, resolve=r).post(f"https://push.test:{port}/x", b"", {})

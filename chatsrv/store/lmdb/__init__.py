@@ -269,7 +269,7 @@ class LmdbStore:
 
     def __init__(self, path, map_size, record, sync=True):
         """`record(conv, seq, user, ts, body, cid, sys)` encodes a message (the wire's format)."""
-        os.makedirs(path, exist_ok=True)
+        os.makedirs(os.path.join(path, datadir.DB_DIR), mode=0o700, exist_ok=True)
         self.path = path
         self.env = _open(path, map_size, sync=sync)
         self.dbs = {name: self.env.open_db(name.encode()) for name in L.TABLES}
@@ -340,7 +340,8 @@ def _usage(env, users_db):
 
 def _open(path, map_size, sync=True, readonly=False):
     return lmdb.open(os.path.join(path, datadir.DB_DIR), map_size=map_size, max_dbs=len(L.TABLES), subdir=True,
-                     sync=sync, metasync=sync, readahead=False, max_readers=1024, lock=True, readonly=readonly)
+                     sync=sync, metasync=sync, readahead=False, max_readers=1024, lock=True, readonly=readonly,
+                     mode=0o600)
 
 
 def add_user(data_dir, user, pw_hash):
@@ -364,7 +365,7 @@ def backup(data_dir, dest):
     keys (the token key keeps tokens valid; push subscriptions are bound to the VAPID key)."""
     src = os.path.join(data_dir, datadir.DB_DIR)
     datadir.require_database(data_dir)
-    os.makedirs(os.path.join(dest, "db"), exist_ok=False)
+    os.makedirs(os.path.join(dest, "db"), mode=0o700, exist_ok=False)
     env = lmdb.open(src, readonly=True, max_dbs=len(L.TABLES), subdir=True, lock=True)
     try:
         env.copy(os.path.join(dest, "db"), compact=True)
@@ -380,3 +381,4 @@ def backup(data_dir, dest):
             fd = os.open(os.path.join(dest, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+    datadir.make_private(dest)     # the copy holds the same secrets
