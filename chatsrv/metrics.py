@@ -61,10 +61,15 @@ def build_labels():
 
 
 class Collector:
-    def __init__(self, router, writer, hub):
+    """`outcomes`: the domain's replies by (op, "ok" or error code); `send_latency`: its
+    histogram of sends."""
+
+    def __init__(self, router, writer, store, outcomes, send_latency):
         self.router = router
         self.writer = writer
-        self.hub = hub
+        self.store = store
+        self.outcomes = outcomes
+        self.send_latency = send_latency
         # before any connection: what "memory per connection" subtracts
         self.baseline_rss = resident_bytes()
         self.build = build_labels()
@@ -88,7 +93,7 @@ class Collector:
         yield info
         yield gauge("memory_baseline_bytes", "Resident memory when the server started, before any connection",
                     self.baseline_rss)
-        use = w.store.usage()
+        use = self.store.usage()
         yield gauge("lmdb_map_size_bytes", "LMDB map size: the most the database may grow to (map_size)",
                     use["map_size"])
         yield gauge("lmdb_map_used_bytes", "LMDB map in use (up to its last page); writes fail when it is full",
@@ -100,7 +105,7 @@ class Collector:
         yield counter("connections_opened", "WebSocket connections accepted", r.n_opened)
         yield counter("requests", "Requests received (after the rate limit)", r.n_requests)
         yield counter("rate_limited", "Requests refused by a connection's rate limit (rate, burst)", r.n_rate_limited)
-        outcomes = dict(self.hub.outcomes)
+        outcomes = dict(self.outcomes)
         outcomes[("send", "ok")] = outcomes.get(("send", "ok"), 0) + r.n_send_ok
         ops = CounterMetricFamily("chatsrv_ops", "Requests answered, by op and outcome (ok or the error code)",
                                   labels=["op", "code"])
@@ -129,19 +134,21 @@ class Collector:
         yield counter("writer_commit_seconds", "Time spent in write transactions including fsync",
                       w.commit_seconds)
         yield gauge("writer_queue", "Writer jobs waiting", w.queued())
-        yield self.hub.send_latency.family(
+        yield self.send_latency.family(
             "chatsrv_send_seconds", "From a send request to its ok (durable commit included)")
         yield w.commit_latency.family("chatsrv_writer_commit_seconds_per_batch",
                                       "Duration of one write transaction including fsync")
 
 
 class Metrics:
-    def __init__(self, router, writer, hub):
+    """`collectors`: the other parts' own families (push: chatsrv_push_*), each an object
+    with prometheus_client's collect()."""
+
+    def __init__(self, router, writer, store, outcomes, send_latency, collectors=()):
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(Collector(router, writer, hub))
-        push = getattr(hub, "push", None)     # chatsrv/push.py: chatsrv_push_* families
-        if push is not None:
-            self.registry.register(push)
+        self.registry.register(Collector(router, writer, store, outcomes, send_latency))
+        for c in collectors:
+            self.registry.register(c)
         ProcessCollector(registry=self.registry)
 
     def render(self):

@@ -16,7 +16,7 @@ from . import _core, logs
 from .config import split_address
 from .datadir import InUse, Lock, make_private
 from .auth import Passwords, Throttle, Tokens, load_secret
-from .hub import Hub
+from .domain.hub import Hub
 from .metrics import CONTENT_TYPE, Metrics
 from .proto import message_record
 from .push import Push
@@ -76,16 +76,17 @@ class Server:
         self.router = _core.Router(cfg.write_buffer_limit, loop, cfg.close_timeout, cfg.drain_timeout,
                                    cfg.max_unfinished_bytes)
         self.passwords = Passwords()
-        self.hub = Hub(cfg, self.store, self.writer, self.router, self.passwords,
+        self.push = Push(cfg, self.store, self.writer, self.router, loop)
+        self.hub = Hub(cfg, self.store, self.writer, self.router, loop, self.push, self.passwords,
                        Tokens(secret),
                        Throttle(cfg.login_failures, cfg.login_window),
-                       Throttle(cfg.login_failures * 4, cfg.login_window))
-        self.push = Push(cfg, self.store, self.writer, self.router, loop)
-        self.hub.attach_push(self.push)
+                       Throttle(cfg.login_failures * 4, cfg.login_window),
+                       _core.SendDone, _core.replay)
         self.router.push = self.push
         self.router.sender = _core.Sender(self.router, self.hub, self.writer, cfg.max_message_bytes)
         self.push.start()
-        self.metrics = Metrics(self.router, self.writer, self.hub) if cfg.metrics else None
+        self.metrics = (Metrics(self.router, self.writer, self.store, self.hub.outcomes, self.hub.send_latency,
+                                [self.push]) if cfg.metrics else None)
         self.origins = cfg.origins()
         try:
             self.server = await self._listen()

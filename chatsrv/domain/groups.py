@@ -1,10 +1,69 @@
-"""Groups: create, add, remove, leave, rename and info, with their rules (size cap,
-ownership, membership) in one place: the write ops below, which check them against
-what is committed, inside the writer's transaction."""
+"""Groups: create, add, remove, leave, rename and info. The rules (size cap, ownership,
+membership: chatsrv/domain/rules.py) are checked by the write ops below against what is
+committed, inside the writer's transaction; the handlers add early answers."""
 import dataclasses
 
-from ..store import Conv, Membership, NotMember, now_ms
-from .errors import ConvExists, GroupFull, NoSuchUser, NotAGroup, NotInGroup, NotOwner
+from .. import convid
+from .. import proto as P
+from ..store import Conv, Membership, now_ms
+from . import rules
+from .errors import ConvExists, NoSuchUser, NotInGroup
+
+
+class Groups:
+    """`left(user, members)`: called when user has gone from a group whose members are now
+    `members` (presence watches that no longer have a shared conversation end)."""
+
+    def __init__(self, ctx, left):
+        self.ctx = ctx
+        self.left = left
+
+    def handlers(self):
+        return {"group_create": self.group_create, "group_add": self.group_add, "group_remove": self.group_remove,
+                "group_leave": self.group_leave, "group_rename": self.group_rename, "group_info": self.group_info}
+
+    def group_create(self, conn, req):
+        user, cap = conn.user, self.ctx.cfg.max_group_members
+        rules.group_size(len(set(req.members) | {user}), cap)
+        conv = convid.new_group()
+
+        def done(result):
+            self.ctx.deliver(result.message, None, result.members)
+            self.ctx.reply(conn, req, {"conv": conv})
+
+        self.ctx.write(conn, req, CreateGroup(conv, user, req.name, req.members, cap), done)
+
+    def _change(self, conn, req, action, users=(), name=None):
+        def done(result):
+            if result is not None:
+                self.ctx.deliver(result.message, None, result.members)
+                if action in ("remove", "leave"):
+                    self.left(users[0] if action == "remove" else conn.user, result.members)
+            self.ctx.reply(conn, req, {})
+
+        self.ctx.write(conn, req, ChangeGroup(req.conv, conn.user, action, tuple(users), name,
+                                              self.ctx.cfg.max_group_members), done)
+
+    def group_add(self, conn, req):
+        self._change(conn, req, "add", req.users)
+
+    def group_remove(self, conn, req):
+        self._change(conn, req, "remove", [req.user])
+
+    def group_leave(self, conn, req):
+        self._change(conn, req, "leave")
+
+    def group_rename(self, conn, req):
+        self._change(conn, req, "rename", name=req.name)
+
+    def group_info(self, conn, req):
+        with self.ctx.store.read() as r:
+            rec = r.conv(req.conv)
+        rules.group(rec, conn.user)
+        self.ctx.reply(conn, req, {"conv": req.conv, "name": rec.name, "owner": rec.owner, "members": rec.members})
+
+
+# --- write ops
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -32,8 +91,7 @@ class CreateGroup:
     def __call__(self, w):
         members = list(dict.fromkeys([self.owner] + self.members))
         _users_exist(w, members[1:])
-        if len(members) > self.cap:
-            raise GroupFull(self.cap)
+        rules.group_size(len(members), self.cap)
         if not w.create_conv(self.conv, Conv("group", members, self.name, self.owner, now_ms())):
             raise ConvExists()
         msg = w.append_message(self.owner, self.conv, None, None, None,
@@ -58,22 +116,17 @@ class ChangeGroup:
 
     def __call__(self, w):
         rec = w.conv(self.conv)
-        if rec is None or self.actor not in rec.members:
-            raise NotMember()
-        if rec.kind != "group":
-            raise NotAGroup()
+        rules.group(rec, self.actor)
         members, owner, name, action, users = rec.members, rec.owner, rec.name, self.action, list(self.users)
         if action == "add":
             users = [u for u in users if u not in members]
             _users_exist(w, users)
             if not users:
                 return None
-            if len(members) + len(users) > self.cap:
-                raise GroupFull(self.cap)
+            rules.group_size(len(members) + len(users), self.cap)
             after = recipients = members + users
         elif action == "remove":
-            if self.actor != owner:
-                raise NotOwner()
+            rules.owner(rec, self.actor)
             if users[0] not in members:
                 raise NotInGroup()
             after = [m for m in members if m not in users]

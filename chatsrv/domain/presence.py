@@ -1,11 +1,15 @@
 """Presence as watchers see it. A user is online while one authenticated connection
 of theirs is alive; changes are announced to watching connections after a grace
 window, with the state that holds at its end, so a quick reconnect is silent.
-Users nobody watches cost a dict lookup per connect and disconnect, nothing more."""
+Users nobody watches cost a dict lookup per connect and disconnect, nothing more.
+The watch and unwatch ops are here too; a connection's watches are in its Session."""
 import dataclasses
 
 from .. import proto as P
+from ..proto import ProtocolError
 from ..store import now_ms
+from . import rules
+from .session import session
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -84,3 +88,60 @@ class Presence:
             self.router.unwatch(conn, u)
             if not self.router.watched(u):
                 self.announced.pop(u, None)
+
+
+class Watching:
+    """The watch and unwatch ops: one may watch only users one shares a conversation with."""
+
+    def __init__(self, ctx, presence):
+        self.ctx = ctx
+        self.presence = presence
+
+    def handlers(self):
+        return {"watch": self.watch, "unwatch": self.unwatch}
+
+    def watch(self, conn, req):
+        user = conn.user
+        with self.ctx.store.read() as r:
+            for u in req.users:
+                if u != user and not rules.shares_conv(r, user, u):
+                    raise ProtocolError(req.rid, P.FORBIDDEN, f"no conversation shared with {u}")
+            states = self.presence.watch(conn, req.users, r)
+        session(conn).watching.update(req.users)
+        self.ctx.reply(conn, req, {"presence": states})
+
+    def unwatch(self, conn, req):
+        watching = conn.extra.watching if conn.extra is not None else set()
+        users = [u for u in req.users if u in watching]
+        watching.difference_update(users)
+        self.presence.unwatch(conn, users)
+        self.ctx.reply(conn, req, {})
+
+    def end_unshared(self, gone, members):
+        """`gone` has left a group whose members are now `members`: a watch between gone and
+        one of them ends now, both ways, unless the two still share another conversation.
+        Only existing watches are looked at, never the whole group."""
+        others = set(members)
+        router = self.ctx.router
+        pairs = [(c, gone) for c in router.watchers.get(gone, ()) if c.user in others]
+        for c in router.conns_of(gone):
+            if c.extra is not None:
+                pairs += [(c, u) for u in c.extra.watching & others]
+        if not pairs:
+            return
+        shared = {}
+        with self.ctx.store.read() as r:
+            for c, u in pairs:
+                key = (c.user, u)
+                if key not in shared:
+                    shared[key] = rules.shares_conv(r, c.user, u)
+                if not shared[key]:
+                    c.extra.watching.discard(u)
+                    self.presence.unwatch(c, [u])
+
+    def closed(self, conn):
+        """conn is gone: its watches end."""
+        s = conn.extra
+        if s is not None and s.watching:
+            self.presence.unwatch(conn, s.watching)
+            s.watching.clear()
