@@ -192,10 +192,11 @@ async def test_map_full_answers_unavailable_and_keeps_data(make_server, connect)
 # ----------------------------------------------------------------------------- config
 async def test_env_vars_configure_server(make_server, connect):
     srv = make_server(env={"CHATSRV_MAX_MESSAGE_BYTES": "100", "CHATSRV_AUTH_TIMEOUT": "1"})
-    c = await connect(srv)
     a, b = uname("enva"), uname("envb")
-    await c.signup(a)
-    await c.signup(b)
+    # one connection per password hash: each must finish within its own 1 s auth timeout
+    for name in (a, b):
+        await (await connect(srv)).signup(name)
+    c = await connect(srv)
     await c.login(a, PASSWORD, "d1")
     await c.backlog()
     assert (await c.send_msg("x" * 100, to=b))["seq"] == 1
