@@ -15,13 +15,16 @@ CORE_SRC := $(shell find chatsrv -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi'
 # pyproject's [build-system] requires, pinned there (the core is built without isolation)
 BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 
-.PHONY: all venv build sysdeps run test unit functional browser annotate bench locust clean
+.PHONY: screenshots all venv build sysdeps autobahn run test unit functional browser annotate bench locust clean
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx and caddy in
-# front of the server, systemd-analyze for the units in deploy/, haproxy in front of several nodes);
-# installed only when missing.
-SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze haproxy
-SYSDEPS_PKGS := prometheus chromium nginx caddy systemd haproxy
+# front of the server, systemd-analyze for the units in deploy/, npm for axe-core, haproxy in front of
+# several nodes); installed only when missing.
+SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze npm haproxy
+SYSDEPS_PKGS := prometheus chromium nginx caddy systemd npm haproxy
+# axe-core checks the web client's accessibility in tests/browser; served to the page by the tests only
+AXE_VERSION := 4.14.1
+AXE := tests/browser/node_modules/axe-core/axe.min.js
 
 all: build
 
@@ -48,6 +51,21 @@ $(BUILD_STAMP): $(RUN_STAMP) $(CORE_SRC) setup.py
 	touch $@
 
 build: $(BUILD_STAMP)
+
+# Autobahn|Testsuite runs on CPython 2.7 only (pyenv's 2.7.18 here): installed with that
+# interpreter's pip into .venv/autobahn, which tests/functional/test_ws_conformance.py uses.
+PYTHON2 ?= $(shell pyenv root 2>/dev/null)/versions/2.7.18/bin/python
+AUTOBAHN_DIR := $(VENV)/autobahn
+AUTOBAHN := $(AUTOBAHN_DIR)/.installed
+$(AUTOBAHN): requirements-autobahn.txt
+	@test -x "$(PYTHON2)" || { echo "make autobahn: no CPython 2.7 at '$(PYTHON2)' (set PYTHON2=/path/to/python2.7)" >&2; exit 1; }
+	rm -rf $(AUTOBAHN_DIR)
+	$(PYTHON2) -m pip install -q --disable-pip-version-check --no-warn-script-location \
+	  --target $(AUTOBAHN_DIR) -r requirements-autobahn.txt
+	ln -sf "$$(readlink -f $(PYTHON2))" $(AUTOBAHN_DIR)/python2
+	touch $@
+
+autobahn: $(AUTOBAHN)
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): requirements-bench.txt $(STAMP)
@@ -77,17 +95,24 @@ sysdeps:
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS_PKGS); \
 	fi
 
-test: build $(STAMP) sysdeps
+$(AXE): | sysdeps
+	npm install --silent --no-audit --no-fund --no-save --no-package-lock --prefix tests/browser axe-core@$(AXE_VERSION)
+
+test: build $(STAMP) sysdeps $(AXE) autobahn
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 unit: build $(STAMP)
 	$(PY) -m pytest -q tests/unit
 
-functional: build $(STAMP)
+functional: build $(STAMP) autobahn
 	$(PY) -m pytest -q tests/functional
 
-browser: build $(STAMP) sysdeps
+browser: build $(STAMP) sysdeps $(AXE)
 	$(PY) -m pytest -q tests/browser
+
+# the screenshots in docs/screenshots (README), taken by the browser tests at both sizes
+screenshots: build $(STAMP) sysdeps $(AXE)
+	CHATSRV_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/browser/test_browser_screens.py
 
 annotate: $(RUN_STAMP)
 	CHATSRV_ANNOTATE=1 $(PY) setup.py -q build_ext --inplace --force

@@ -74,11 +74,15 @@ cdef class Conn(WSListener):
     cdef public object extra            # hub-owned per-connection data (watches and such)
     cdef public double last_rx          # monotonic time of the last frame received
     cdef public double ping_sent        # when the unanswered keepalive ping went out, else 0
+    # --echo-path: messages (text or binary) go back to the peer instead of to the hub, through
+    # this same frame layer, so a WebSocket conformance suite tests what the chat runs on
+    cdef public bint echo
 
     cdef bytearray _frag
     cdef bytearray _out      # frames written this loop iteration, sent in one write by Router.flush
     cdef bint _queued        # in the router's list of connections to flush
     cdef bint _in_frag
+    cdef bint _frag_binary
     cdef double _frag_since   # when the unfinished fragmented message began
     cdef Py_ssize_t _max_frame
     cdef double _tokens
@@ -105,13 +109,15 @@ cdef class Conn(WSListener):
         self.transport = transport
         transport.underlying_transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
         self.router.opened(self)
-        self.hub.on_open(self)
+        if not self.echo:
+            self.hub.on_open(self)
 
     cpdef on_ws_disconnected(self, WSTransport transport):
         self.closing = True
         self._drop_frag()
         self.router.closed(self)
-        self.hub.on_close(self)
+        if not self.echo:
+            self.hub.on_close(self)
 
     cpdef pause_writing(self):
         self.paused = True
@@ -160,6 +166,10 @@ cdef class Conn(WSListener):
     cdef int put(self, const char* data, Py_ssize_t n) except -1:
         """Queues one text frame; the router writes each connection's frames of this loop
         iteration together, so a batch of replies and events costs one system call."""
+        return self._put_frame(0x81, data, n)
+
+    cdef int _put_frame(self, unsigned char first, const char* data, Py_ssize_t n) except -1:
+        """Queues one frame whose first header byte (FIN, opcode) is `first`."""
         cdef bytearray out
         cdef Py_ssize_t at
         cdef Py_ssize_t hl = 2 if n < 126 else (4 if n < 65536 else 10)
@@ -172,7 +182,7 @@ cdef class Conn(WSListener):
         at = PyByteArray_GET_SIZE(out)
         PyByteArray_Resize(out, at + hl + n)
         p = <unsigned char*>PyByteArray_AS_STRING(out) + at
-        p[0] = 0x81          # FIN + text; server frames are not masked
+        p[0] = first         # server frames are not masked
         if n < 126:
             p[1] = <unsigned char>n
         elif n < 65536:
@@ -235,10 +245,13 @@ cdef class Conn(WSListener):
         # any frame shows the peer is alive; a pong also answers the keepalive ping
         self.last_rx = _now()
         self.ping_sent = 0
-        if t == WSMsgType.TEXT or t == WSMsgType.BINARY or t == WSMsgType.CONTINUATION:
-            if frame.rsv1 or frame.rsv2 or frame.rsv3:
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            if t == WSMsgType.CLOSE:        # the peer has closed already: no CLOSE to wait for
+                self._answer_peer_close(WSCloseCode.PROTOCOL_ERROR, b"reserved bits set")
+            else:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "reserved bits set")
-                return
+            return
+        if t == WSMsgType.TEXT or t == WSMsgType.BINARY or t == WSMsgType.CONTINUATION:
             if t == WSMsgType.CONTINUATION:
                 if not self._in_frag:
                     self.close(WSCloseCode.PROTOCOL_ERROR, "continuation without a started message")
@@ -253,13 +266,13 @@ cdef class Conn(WSListener):
                 memcpy(PyByteArray_AS_STRING(self._frag) + n, frame.payload_ptr, frame.payload_size)
                 if frame.fin:
                     frag = self._frag     # kept alive: a close inside _message drops self._frag
-                    self._message(PyByteArray_AS_STRING(frag), PyByteArray_GET_SIZE(frag))
+                    self._message(PyByteArray_AS_STRING(frag), PyByteArray_GET_SIZE(frag), self._frag_binary)
                     self._drop_frag()
                 return
             if self._in_frag:
                 self.close(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
                 return
-            if t == WSMsgType.BINARY:
+            if t == WSMsgType.BINARY and not self.echo:
                 self.close(WSCloseCode.UNSUPPORTED_DATA, "binary frames are not accepted")
                 return
             if frame.payload_size > self._max_frame:
@@ -269,13 +282,14 @@ cdef class Conn(WSListener):
                 if not self._hold_frag(frame.payload_size):
                     return
                 self._in_frag = True
+                self._frag_binary = t == WSMsgType.BINARY
                 self._frag_since = _now()
                 if self._frag is None:
                     self._frag = bytearray()
                 PyByteArray_Resize(self._frag, frame.payload_size)
                 memcpy(PyByteArray_AS_STRING(self._frag), frame.payload_ptr, frame.payload_size)
                 return
-            self._message(frame.payload_ptr, frame.payload_size)
+            self._message(frame.payload_ptr, frame.payload_size, t == WSMsgType.BINARY)
         elif t == WSMsgType.CLOSE:
             self._answer_close(frame)
 
@@ -299,8 +313,6 @@ cdef class Conn(WSListener):
 
     cdef _answer_close(self, WSFrame frame):
         cdef int code = 1000
-        self._flush(True)
-        self._drop_frag()
         if frame.payload_size == 1:
             code = 1002
         elif frame.payload_size >= 2:
@@ -313,17 +325,25 @@ cdef class Conn(WSListener):
                     frame.get_close_reason()
                 except UnicodeDecodeError:
                     code = 1007
+        self._answer_peer_close(code, b"")
+
+    cdef _answer_peer_close(self, int code, bytes reason):
+        """The peer's CLOSE has arrived: answer it and close the socket at once."""
+        self._flush(True)
+        self._drop_frag()
         self.closing = True
-        self.transport.send_close(<WSCloseCode>code)
+        self.transport.send_close(<WSCloseCode>code, reason)
         self.transport.disconnect()
 
-    cdef _message(self, char* data, Py_ssize_t size):
+    cdef _message(self, char* data, Py_ssize_t size, bint binary):
         cdef double now
-        try:
-            text = PyUnicode_DecodeUTF8(data, size, NULL)
-        except UnicodeDecodeError:
-            self.close(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
-            return
+        text = None
+        if not binary:
+            try:
+                text = PyUnicode_DecodeUTF8(data, size, NULL)
+            except UnicodeDecodeError:
+                self.close(WSCloseCode.INVALID_TEXT, "invalid UTF-8")
+                return
         now = _now()
         self._tokens += (now - self._refilled) * self._rate
         self._refilled = now
@@ -332,13 +352,16 @@ cdef class Conn(WSListener):
         if self._tokens < 1.0:
             self._limited += 1
             self.router.n_rate_limited += 1
-            if self._limited >= self._close_after:
+            if self._limited >= self._close_after or self.echo:
                 self.close(WSCloseCode.POLICY_VIOLATION, "request rate limit exceeded")
             else:
                 self.hub.on_limited(self, text)
             return
         self._tokens -= 1.0
         self._limited = 0
+        if self.echo:
+            self._put_frame(0x82 if binary else 0x81, data, size)
+            return
         self.router.n_requests += 1
         try:
             obj = _loads(text)

@@ -167,6 +167,8 @@ OPTIONS = [
                                     "acknowledged messages"),
     ("log_level", str, "info", "debug, info, warning or error"),
     ("log_format", str, "text", "text (a line of key=value pairs) or json (one object per line)"),
+    ("echo_path", str, "", "TESTING: also serve a WebSocket echo endpoint at this path (e.g. /echo) "
+                           "through the chat's own frame layer, for conformance suites; off when empty"),
 ]
 
 # push notifications (chatsrv/push.py)

@@ -27,7 +27,8 @@ log = logging.getLogger("chatsrv")
 WEB_DIR = os.path.join(os.path.dirname(__file__), "web")
 WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
              ".css": "text/css; charset=utf-8", ".json": "application/json", ".svg": "image/svg+xml",
-             ".png": "image/png", ".ico": "image/x-icon"}
+             ".png": "image/png", ".ico": "image/x-icon",
+             ".webmanifest": "application/manifest+json"}
 
 
 class StartError(Exception):
@@ -88,6 +89,7 @@ class Server:
         self.metrics = (Metrics(self.router, self.writer, self.store, self.hub.outcomes, self.hub.send_latency,
                                 [self.push]) if cfg.metrics else None)
         self.origins = cfg.origins()
+        self.echo_path = cfg.echo_path.encode() if cfg.echo_path else None
         try:
             self.server = await self._listen()
         except OSError as e:
@@ -132,7 +134,8 @@ class Server:
 
     def route(self, request):
         path = request.path.split(b"?", 1)[0]
-        if path == b"/ws":
+        echo = self.echo_path is not None and path == self.echo_path
+        if path == b"/ws" or echo:
             origins = request.headers.getall("Origin", [])
             if len(origins) > 1:
                 # a check of only the first would let any second one through
@@ -144,6 +147,7 @@ class Server:
             cfg = self.cfg
             conn = _core.Conn(self.hub, self.router, "", cfg.max_frame_bytes, cfg.rate, cfg.burst,
                               cfg.rate_close_after)
+            conn.echo = echo
             # a proxy may add its own header line after the client's (HAProxy does): all lines count
             conn.forwarded = ", ".join(request.headers.getall("X-Forwarded-For", [])) or None
             return conn

@@ -1,20 +1,34 @@
 // chatsrv web client: plain JavaScript module, no build step.
 // Protocol: docs/protocol.md (v1). One WebSocket per signed-in account.
 // All user-supplied text goes through textContent (see h()); never innerHTML.
+// Notifications and the offline shell: sw.js.
 
 const WS_URL = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
 const HISTORY_PAGE = 50;
-const TYPING_SEND_EVERY = 2000;   // ms between our `typing` requests
 const TYPING_SHOW_FOR = 3500;     // ms a received typing indicator stays
+const RECONNECT_MS = [250, 750, 1500, 3000, 5000, 8000];   // then 8 s, with jitter
+const MUTE_ALWAYS = 253402300799000;                       // 9999-12-31: "until I unmute"
+const CACHE_CONVS = 40;           // conversations kept for the offline view, per account
+const CACHE_MSGS = HISTORY_PAGE;  // newest messages kept per conversation: what one history page brings
+const STATE_CACHE = 'chatsrv-state';          // shared with sw.js
+const STATE_URL = '/__chatsrv_state';
 const LS = {
   device: 'chatsrv.device',
   accounts: 'chatsrv.accounts',
   active: 'chatsrv.active',
+  settings: 'chatsrv.settings',
   outbox: (u) => 'chatsrv.outbox.' + u,
   receipts: (u) => 'chatsrv.receipts.' + u,
   open: (u) => 'chatsrv.open.' + u,
+  drafts: (u) => 'chatsrv.drafts.' + u,
+  cache: (u) => 'chatsrv.cache.' + u,
+  push: (u) => 'chatsrv.push.' + u,          // 'on' | 'off' (asked and declined) | absent (never asked)
 };
 const TRANSIENT = new Set(['unavailable', 'rate_limited', 'internal', 'timeout']);
+
+// What the server told us at GET /settings (§5.3); these defaults until it answers.
+const settings = Object.assign({ signup: true, push: false, max_message_bytes: 16384, typing_interval: 2 },
+  lsGet(LS.settings, {}));
 
 // ------------------------------------------------------------------ helpers
 const $ = (sel) => document.querySelector(sel);
@@ -52,6 +66,9 @@ function lsGet(key, fallback) {
 function lsSet(key, value) {
   try { localStorage.setItem(key, JSON.stringify(value)); } catch { /* quota or disabled */ }
 }
+function lsDel(key) {
+  try { localStorage.removeItem(key); } catch { /* disabled */ }
+}
 
 function deviceId() {
   let d = localStorage.getItem(LS.device);
@@ -73,6 +90,7 @@ function parseNames(text) {
 }
 
 const USER_RE = /^[a-z0-9_]{3,32}$/;
+const isPhone = () => matchMedia('(pointer: coarse)').matches;
 
 function hue(name) {
   let x = 0;
@@ -82,7 +100,8 @@ function hue(name) {
 
 function avatar(el, name, isGroup) {
   el.textContent = (isGroup ? '#' : '') + (String(name || '?').replace(/^[^\p{L}\p{N}]+/u, '')[0] || '?').toUpperCase();
-  el.style.background = `hsl(${hue(name)} 55% 48%)`;
+  el.style.background = `hsl(${hue(name)} 55% 30%)`;   // white text stays readable (4.5:1) at any hue
+  el.setAttribute('aria-hidden', 'true');
 }
 
 function sameDay(a, b) {
@@ -114,20 +133,25 @@ function fmtLastSeen(p) {
   if (sameDay(p.last_seen, Date.now())) return `last seen today at ${fmtTime(p.last_seen)}`;
   return `last seen ${fmtShort(p.last_seen)} at ${fmtTime(p.last_seen)}`;
 }
+function fmtMute(until) {
+  if (until >= MUTE_ALWAYS) return 'Muted';
+  return 'Muted until ' + (sameDay(until, Date.now()) ? fmtTime(until) : `${fmtShort(until)} ${fmtTime(until)}`);
+}
 
 /** Text of a system message (group change). */
 function sysText(m) {
   const s = m.sys || {};
   const users = Array.isArray(s.users) ? s.users : [];
   const list = (xs) => xs.join(', ');
+  const owner = typeof s.owner === 'string' ? ` ${s.owner} is now the owner.` : '';
   switch (s.action) {
     case 'create': {
       const others = users.filter((u) => u !== m.from);
       return `${m.from} created the group “${s.name}”` + (others.length ? ` with ${list(others)}` : '');
     }
     case 'add': return `${m.from} added ${list(users)}`;
-    case 'remove': return `${m.from} removed ${list(users)}`;
-    case 'leave': return `${list(users.length ? users : [m.from])} left`;
+    case 'remove': return `${m.from} removed ${list(users)}.` + owner;
+    case 'leave': return `${list(users.length ? users : [m.from])} left.` + owner;
     case 'rename': return `${m.from} renamed the group to “${s.name}”`;
     default: return `${m.from} changed the group`;
   }
@@ -139,6 +163,76 @@ function previewText(acct, c) {
   if (m.sys) return sysText(m);
   const who = m.from === acct.user ? 'You: ' : (c.kind === 'group' ? m.from + ': ' : '');
   return who + String(m.body ?? '').replace(/\s+/g, ' ');
+}
+
+// Links: http and https only; everything else stays text.
+const URL_RE = /\bhttps?:\/\/[^\s<>"]+/gi;
+function linkify(text) {
+  const out = [];
+  let at = 0;
+  for (const m of String(text).matchAll(URL_RE)) {
+    let url = m[0].replace(/[.,;:!?'’”)\]]+$/, '');
+    if (url.endsWith(')') === false && m[0].slice(url.length).startsWith(')') && url.includes('(')) url += ')';
+    let ok = false;
+    try { const u = new URL(url); ok = u.protocol === 'http:' || u.protocol === 'https:'; } catch { ok = false; }
+    if (!ok) continue;
+    if (m.index > at) out.push(text.slice(at, m.index));
+    out.push(h('a', { href: url, target: '_blank', rel: 'noopener noreferrer', text: url }));
+    at = m.index + url.length;
+  }
+  if (at < text.length) out.push(text.slice(at));
+  return out;
+}
+
+/**
+ * Keyed update of a container: `items` are {key, sig, build}; a node whose key and
+ * signature are unchanged is left alone (so a text selection in it survives), the
+ * others are built anew, and nodes are moved only where the order changed.
+ */
+function reconcile(box, items) {
+  const old = new Map();
+  for (const n of box.children) if (n.dataset.key) old.set(n.dataset.key, n);
+  let cursor = box.firstElementChild;
+  const keep = new Set();
+  for (const it of items) {
+    let node = old.get(it.key);
+    if (node && node.dataset.sig !== it.sig) {
+      if (cursor === node) cursor = node.nextElementSibling;
+      node.remove();
+      node = null;
+    }
+    if (!node) {
+      node = it.build();
+      node.dataset.key = it.key;
+      node.dataset.sig = it.sig;
+    }
+    keep.add(node);
+    if (node === cursor) cursor = cursor.nextElementSibling;
+    else box.insertBefore(node, cursor);
+  }
+  for (const n of [...box.children]) if (!keep.has(n)) n.remove();
+}
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+/** An icon from the sprite in index.html. */
+function icon(name) {
+  const s = document.createElementNS(SVG_NS, 'svg');
+  s.setAttribute('class', 'icon');
+  s.setAttribute('aria-hidden', 'true');
+  const u = document.createElementNS(SVG_NS, 'use');
+  u.setAttribute('href', '#i-' + name);
+  s.append(u);
+  return s;
+}
+
+function b64urlBytes(s) {
+  const b = atob(s.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (s.length % 4)) % 4));
+  return Uint8Array.from(b, (ch) => ch.charCodeAt(0));
+}
+function sameBytes(a, b) {
+  if (!a || !b) return false;
+  const x = new Uint8Array(a), y = new Uint8Array(b);
+  return x.length === y.length && x.every((v, i) => v === y[i]);
 }
 
 // ------------------------------------------------------------------ account (one WebSocket)
@@ -155,12 +249,13 @@ class Account {
     this.nextId = 1;
     this.pending = new Map();       // request id -> {resolve, reject}
     this.synced = false;
-    this.convs = new Map();         // conv -> {conv, kind, peer, name, last_seq, read_seq, unread, last, left}
+    this.convs = new Map();         // conv -> {conv, kind, peer, name, last_seq, read_seq, unread, last, left, muted_until}
     this.order = [];                // conv ids, most recent first
     this.msgs = new Map();          // conv -> {bySeq: Map(seq -> msg), loaded, hasMore, loading}
     this.outbox = lsGet(LS.outbox(user), []).filter((o) => o && o.cid && o.body);
     for (const o of this.outbox) o.inflight = false;
     this.receipts = lsGet(LS.receipts(user), {}) || {};   // conv -> {read: {user: seq}, delivered: seq}
+    this.drafts = lsGet(LS.drafts(user), {}) || {};       // openKey -> text
     this.presence = new Map();      // user -> {state, last_seen}
     this.watched = new Set();
     this.typingIn = new Map();      // conv -> Map(user -> until ms)
@@ -171,8 +266,44 @@ class Account {
     this.ackTimer = null;
     this.readSent = new Map();      // conv -> seq we asked to mark read
     this.convsTimer = null;
-    this.receiptsTimer = null;
+    this.saveTimer = null;
     this.openKey = lsGet(LS.open(user), null);   // conv id or 'draft:<user>'
+    this.loadCache();
+  }
+
+  get pushPref() { return lsGet(LS.push(this.user), null); }
+  set pushPref(v) { if (v == null) lsDel(LS.push(this.user)); else lsSet(LS.push(this.user), v); }
+
+  // ---------------------------------------------------------------- what is shown offline
+  loadCache() {
+    const c = lsGet(LS.cache(this.user), null);
+    if (!c || !Array.isArray(c.convs)) return;
+    for (const e of c.convs) {
+      if (!e || typeof e.conv !== 'string') continue;
+      this.convs.set(e.conv, e);
+      this.order.push(e.conv);
+      const st = this.store(e.conv);
+      for (const m of e.msgs || []) st.bySeq.set(m.seq, m);
+      delete e.msgs;
+    }
+  }
+
+  saveCache() {
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => this.writeCache(), 500);
+  }
+
+  writeCache() {
+    clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    if (!this.token) return;
+    const convs = this.order.slice(0, CACHE_CONVS).map((id) => this.convs.get(id)).filter(Boolean).map((c) => {
+      const st = this.msgs.get(c.conv);
+      const msgs = st ? [...st.bySeq.values()].sort((x, y) => x.seq - y.seq).slice(-CACHE_MSGS) : [];
+      const { conv, kind, peer, name, last_seq, read_seq, unread, last, left, muted_until } = c;
+      return { conv, kind, peer, name, last_seq, read_seq, unread, last, left, muted_until, msgs };
+    });
+    lsSet(LS.cache(this.user), { convs });
   }
 
   // ---------------------------------------------------------------- socket
@@ -236,14 +367,14 @@ class Account {
       return;
     }
     if (this.closing || !this.token) { this.setStatus('offline'); return; }
-    const delay = Math.min(15000, 500 * 2 ** this.retry) * (0.8 + Math.random() * 0.4);
-    this.retry = Math.min(this.retry + 1, 8);
+    const delay = RECONNECT_MS[Math.min(this.retry, RECONNECT_MS.length - 1)] * (0.8 + Math.random() * 0.4);
+    this.retry += 1;
     this.retryAt = Date.now() + delay;
     this.setStatus('offline');
     this.retryTimer = setTimeout(() => this.connect().catch(() => {}), delay);
   }
 
-  /** Reconnect now (the network came back, or the user asked). */
+  /** Reconnect now (the network came back, the page came to the front, or the user asked). */
   kick() {
     if (!this.ws && this.token && !this.closing) { this.retry = 0; this.connect().catch(() => {}); }
   }
@@ -348,6 +479,7 @@ class Account {
     await this.refreshConvs();
     this.flushOutbox();
     this.watchPeers();
+    if (this.pushPref === 'on') notifier.resubscribe(this);
     // refresh the open conversation (a new device has no backlog, only history)
     const open = this.openKey;
     if (open && !open.startsWith('draft:') && this.convs.has(open)) {
@@ -359,36 +491,35 @@ class Account {
   // ---------------------------------------------------------------- conversations
   async refreshConvs() {
     let r;
-    try { r = await this.req({ op: 'convs' }); } catch { return; }
+    try { r = await this.req({ op: 'convs', include_left: true }); } catch { return; }
     const fresh = new Map();
     const order = [];
     for (const e of r.convs || []) {
       const old = this.convs.get(e.conv);
       const c = old || {};
+      const wasLeft = c.left;
       c.conv = e.conv;
       c.kind = e.kind;
       c.peer = e.peer;
       if (e.kind === 'group') c.name = e.name;
-      c.last_seq = Math.max(e.last_seq || 0, old ? old.last_seq : 0);
-      c.read_seq = Math.max(e.read_seq || 0, old ? old.read_seq : 0);
+      c.left = e.left || false;
+      // a fresh departure (or return) resets what we knew; otherwise never go backwards
+      if (wasLeft !== c.left) { c.last_seq = e.last_seq; c.read_seq = e.read_seq; c.last = e.last; }
+      c.last_seq = Math.max(e.last_seq || 0, c.last_seq || 0);
+      c.read_seq = Math.max(e.read_seq || 0, c.read_seq || 0);
       if (e.last && (!c.last || e.last.seq >= c.last.seq)) c.last = e.last;
-      c.left = false;
+      c.muted_until = e.muted_until || 0;
       c.unread = Math.max(0, c.last_seq - c.read_seq);
       fresh.set(e.conv, c);
       order.push(e.conv);
     }
-    // groups we left or were removed from stay on screen (read-only) until the page reloads
-    for (const [id, c] of this.convs) {
-      if (!c.left || fresh.has(id)) continue;
-      fresh.set(id, c);
-      const ts = c.last ? c.last.ts : 0;
-      const at = order.findIndex((o) => { const x = fresh.get(o); return !x.last || x.last.ts < ts; });
-      if (at < 0) order.push(id); else order.splice(at, 0, id);
-    }
     this.convs = fresh;
     this.order = order;
+    for (const id of [...this.msgs.keys()]) if (!fresh.has(id)) this.msgs.delete(id);
     if (this.openKey && !this.openKey.startsWith('draft:') && !fresh.has(this.openKey)) this.setOpen(null);
     app.changed(this, 'convs');
+    notifier.shareState();
+    this.saveCache();
     for (const id of order) this.maybeRead(id);
   }
 
@@ -421,10 +552,13 @@ class Account {
     return null;
   }
 
+  muted(c) { return !!c && (c.muted_until || 0) > Date.now(); }
+
   onMsg(m) {
     if (typeof m.conv !== 'string' || !Number.isInteger(m.seq)) return;
-    this.addMessage(m, true);
+    const isNew = this.addMessage(m, true);
     this.stored(m.inbox);
+    if (isNew && this.synced) notifier.onMessage(this, m);
   }
 
   /** Stores one message (from an event, a send reply or history); dedupes by (conv, seq). */
@@ -438,13 +572,13 @@ class Account {
 
     let c = this.convs.get(m.conv);
     if (!c) {
-      if (!live) return;
+      if (!live) return isNew;
       // a conversation we did not know yet: guess, then ask the server
       const isGroup = !!m.sys || m.conv.startsWith('g:');
       let peer = m.from !== this.user ? m.from : null;
       if (!isGroup && !peer && m.conv.startsWith('d:')) peer = m.conv.slice(2).split(':').find((u) => u !== this.user) || null;
       c = { conv: m.conv, kind: isGroup ? 'group' : 'direct', peer, name: m.sys ? m.sys.name : undefined,
-            last_seq: 0, read_seq: 0, unread: 0, last: null, left: false };
+            last_seq: 0, read_seq: 0, unread: 0, last: null, left: false, muted_until: 0 };
       this.convs.set(m.conv, c);
       this.scheduleConvsRefresh();
     }
@@ -460,8 +594,10 @@ class Account {
     c.unread = Math.max(0, c.last_seq - c.read_seq);
     if (m.from !== this.user) this.clearTyping(m.conv, m.from);
     app.changed(this, 'msg', m.conv);
+    this.saveCache();
     if (live) this.maybeRead(m.conv);
     if (live && c.kind === 'direct' && c.peer && !this.watched.has(c.peer)) this.watchPeers();
+    return isNew;
   }
 
   applySys(c, m) {
@@ -473,29 +609,28 @@ class Account {
       else if (s.action === 'add') c.info.members.push(...users.filter((u) => !c.info.members.includes(u)));
       else if (s.action === 'remove' || s.action === 'leave') c.info.members = c.info.members.filter((u) => !users.includes(u));
       if (typeof s.name === 'string') c.info.name = s.name;
+      if ('owner' in s) c.info.owner = s.owner;
     }
     if ((s.action === 'remove' || s.action === 'leave') && users.includes(this.user)) {
-      c.left = true;
+      c.left = m.seq;
     } else if ((s.action === 'add' || s.action === 'create') && users.includes(this.user)) {
       c.left = false;
     }
-    if (s.action === 'remove' || s.action === 'leave' || s.action === 'add') {
-      // ownership may move; refetch group info if the dialog shows it
-      app.groupChanged(this, c.conv);
-    }
+    if (s.action === 'remove' || s.action === 'leave' || s.action === 'add') app.groupChanged(this, c.conv);
   }
 
-  async loadHistory(conv, older) {
+  /** Loads a page of history: the newest (older=false), or the one before what we have. */
+  async loadHistory(conv, older, limit = HISTORY_PAGE) {
     const st = this.store(conv);
     if (st.loading || (older && !st.hasMore)) return;
     st.loading = true;
-    const args = { op: 'history', conv, limit: HISTORY_PAGE };
+    const args = { op: 'history', conv, limit, include_left: true };
     if (older && st.bySeq.size) args.before = Math.min(...st.bySeq.keys());
     try {
       const r = await this.req(args);
       const ms = r.messages || [];
       for (const m of ms) this.addMessage(m, false);
-      if (ms.length < HISTORY_PAGE || ms.some((m) => m.seq <= 1)) st.hasMore = false;
+      if (ms.length < limit || ms.some((m) => m.seq <= 1)) st.hasMore = false;
       if (!older && !ms.length) st.hasMore = false;
       st.loaded = true;
     } catch (e) {
@@ -528,10 +663,12 @@ class Account {
   onRead(ev) {
     if (ev.user === this.user) {
       const c = this.convs.get(ev.conv);
+      notifier.clear(this, ev.conv);
       if (c && ev.seq > c.read_seq) {
         c.read_seq = ev.seq;
         c.unread = Math.max(0, c.last_seq - c.read_seq);
         app.changed(this, 'read', ev.conv);
+        this.saveCache();
       }
     } else {
       this.peerRead(ev.conv, ev.user, ev.seq);
@@ -574,7 +711,7 @@ class Account {
   notifyTyping(conv) {
     if (!conv || !this.synced) return;
     const now = Date.now();
-    if (now - (this.typingSent.get(conv) || 0) < TYPING_SEND_EVERY) return;
+    if (now - (this.typingSent.get(conv) || 0) < (settings.typing_interval || 2) * 1000) return;
     this.typingSent.set(conv, now);
     this.req({ op: 'typing', conv }).catch(() => {});
   }
@@ -600,6 +737,24 @@ class Account {
         try { apply(await this.req({ op: 'watch', users: [u] })); } catch { this.watched.delete(u); }
       }
     }
+  }
+
+  async mute(conv, until) {
+    await this.req({ op: 'mute', conv, until });
+    const c = this.convs.get(conv);
+    if (c) c.muted_until = until;
+    if (until > Date.now()) notifier.clear(this, conv);
+    app.changed(this, 'convs');
+    notifier.shareState();
+    this.saveCache();
+  }
+
+  // ---------------------------------------------------------------- drafts
+  setDraft(key, text) {
+    if (!key) return;
+    if ((this.drafts[key] || '') === text) return;
+    if (text) this.drafts[key] = text; else delete this.drafts[key];
+    lsSet(LS.drafts(this.user), this.drafts);    // at once: a reload may come any moment
   }
 
   // ---------------------------------------------------------------- sending
@@ -670,11 +825,11 @@ class Account {
       this.saveOutbox();
       if (!this.convs.has(r.conv)) {
         this.convs.set(r.conv, { conv: r.conv, kind: 'direct', peer: item.to, last_seq: 0, read_seq: 0,
-                                 unread: 0, last: null, left: false });
+                                 unread: 0, last: null, left: false, muted_until: 0 });
         this.store(r.conv).hasMore = r.seq > 1;
         this.store(r.conv).loaded = r.seq <= 1;
       }
-      if (this.openKey === 'draft:' + item.to) this.setOpen(r.conv);
+      if (this.openKey === 'draft:' + item.to) app.adoptDraft(this, 'draft:' + item.to, r.conv);
     }
     this.addMessage({ conv: r.conv, seq: r.seq, from: this.user, body: item.body, ts: r.ts, cid: item.cid }, true);
     this.stored(r.inbox);
@@ -694,23 +849,148 @@ class Account {
   }
 
   forget() {
-    try {
-      localStorage.removeItem(LS.outbox(this.user));
-      localStorage.removeItem(LS.receipts(this.user));
-      localStorage.removeItem(LS.open(this.user));
-    } catch { /* ignore */ }
+    for (const k of [LS.outbox, LS.receipts, LS.open, LS.drafts, LS.cache, LS.push]) lsDel(k(this.user));
   }
 }
+
+// ------------------------------------------------------------------ notifications (Web Push, sw.js)
+const notifier = {
+  reg: null,
+
+  supported() {
+    return 'serviceWorker' in navigator && 'PushManager' in window && 'Notification' in window && window.isSecureContext;
+  },
+
+  /** Whether to offer "Turn on notifications" for this account (never asked, and it could work). */
+  shouldOffer(acct) {
+    return settings.push && this.supported() && Notification.permission !== 'denied' && acct.pushPref == null;
+  },
+
+  async register() {
+    if (!('serviceWorker' in navigator)) return;
+    try {
+      this.reg = await navigator.serviceWorker.register('sw.js');
+    } catch { this.reg = null; }
+    navigator.serviceWorker.addEventListener('message', (e) => {
+      const d = e.data || {};
+      if (d.type === 'open') app.openFromLink(d.account, d.conv);
+    });
+  },
+
+  async ready() {
+    if (!this.reg) await this.register();
+    return navigator.serviceWorker.ready;
+  },
+
+  /** Asks for permission (call from a click) and subscribes the account's connection. */
+  async enable(acct) {
+    if (!this.supported()) throw protoError('unsupported', 'This browser cannot show notifications from chatsrv.');
+    const perm = await Notification.requestPermission();
+    if (perm !== 'granted') {
+      acct.pushPref = 'off';
+      throw protoError('denied', 'Notifications are blocked for this site in the browser settings.');
+    }
+    await this.subscribe(acct);
+    acct.pushPref = 'on';
+    this.shareState();
+  },
+
+  async subscribe(acct) {
+    const reg = await this.ready();
+    const { key } = await acct.req({ op: 'push_key' });
+    const appKey = b64urlBytes(key);
+    let sub = await reg.pushManager.getSubscription();
+    if (sub && !sameBytes(sub.options && sub.options.applicationServerKey, appKey)) {
+      await sub.unsubscribe();   // made for another server key: push services would refuse it
+      sub = null;
+    }
+    if (!sub) sub = await reg.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: appKey });
+    const j = sub.toJSON();
+    await acct.req({ op: 'push_subscribe', endpoint: j.endpoint, keys: j.keys });
+  },
+
+  /** On each connection of an account that has notifications on: the server keeps the current subscription. */
+  async resubscribe(acct) {
+    if (!this.supported() || Notification.permission !== 'granted') return;
+    try { await this.subscribe(acct); } catch { /* tried again on the next connection */ }
+  },
+
+  /** Stops pushes to this account here; the browser subscription goes when no account uses it. */
+  async disable(acct) {
+    acct.pushPref = 'off';
+    try { await acct.req({ op: 'push_unsubscribe' }, 5000); } catch { /* logout deletes it anyway */ }
+    await this.clear(acct, null);
+    const others = [...app.accounts.values()].some((a) => a !== acct && a.pushPref === 'on');
+    if (!others && this.reg) {
+      try { const sub = await this.reg.pushManager.getSubscription(); if (sub) await sub.unsubscribe(); } catch { /* gone */ }
+    }
+  },
+
+  tag(acct, conv) { return acct.user + '|' + conv; },
+
+  /** A live message while the page is open: notify unless that chat is on screen or muted. */
+  onMessage(acct, m) {
+    // one at a time: each replaces the previous notification of its chat and counts on it
+    this.chain = (this.chain || Promise.resolve()).then(() => this.show(acct, m)).catch(() => {});
+  },
+
+  async show(acct, m) {
+    if (m.from === acct.user || m.sys || acct.pushPref !== 'on' || !this.reg) return;
+    if (!('Notification' in window) || Notification.permission !== 'granted') return;
+    const c = acct.convs.get(m.conv);
+    if (!c || acct.muted(c) || c.read_seq >= m.seq) return;
+    if (app.isVisible(acct, m.conv) && document.hasFocus()) return;
+    const tag = this.tag(acct, m.conv);
+    const prev = await this.reg.getNotifications({ tag });
+    const count = prev.reduce((n, x) => Math.max(n, (x.data && x.data.count) || 0), 0) + 1;
+    const name = acct.title(c);
+    const body = (c.kind === 'group' ? m.from + ': ' : '') + String(m.body ?? '');
+    await this.reg.showNotification(count > 1 ? `${name} (${count} new)` : name, {
+      tag, body, renotify: true, icon: '/icon-192.png', badge: '/icon-192.png', timestamp: m.ts,
+      data: { account: acct.user, conv: m.conv, seq: m.seq, count },
+    });
+  },
+
+  /** Closes the notifications of a conversation (null: of every conversation of the account). */
+  async clear(acct, conv) {
+    if (!this.reg || !this.reg.getNotifications) return;
+    try {
+      for (const n of await this.reg.getNotifications()) {
+        if (conv ? n.tag === this.tag(acct, conv) : n.tag.startsWith(acct.user + '|')) n.close();
+      }
+    } catch { /* none */ }
+  },
+
+  /** Mutes, names and unread counts for sw.js, which sees pushes while no page is open. */
+  shareState() {
+    clearTimeout(this.stateTimer);
+    this.stateTimer = setTimeout(async () => {
+      if (!('caches' in window)) return;
+      const state = { mutes: {}, names: {}, unread: {} };
+      for (const a of app.accounts.values()) {
+        state.unread[a.user] = a.totalUnread();
+        for (const c of a.convs.values()) {
+          const t = this.tag(a, c.conv);
+          state.names[t] = a.title(c);
+          if (a.muted(c)) state.mutes[t] = c.muted_until;
+        }
+      }
+      try {
+        const cache = await caches.open(STATE_CACHE);
+        await cache.put(STATE_URL, new Response(JSON.stringify(state), { headers: { 'Content-Type': 'application/json' } }));
+      } catch { /* storage unavailable */ }
+    }, 200);
+  },
+};
 
 // ------------------------------------------------------------------ the app (UI)
 const app = {
   accounts: new Map(),   // user -> Account
   active: null,
-  dirty: new Set(),
   renderQueued: false,
-  scrollMode: null,      // 'bottom' | 'keep-older' | null
-  olderAnchor: null,
+  scrollMode: null,      // 'bottom' | 'keep-older' | 'unread' | null
   lastRenderedKey: null,
+  divider: null,         // {key, seq}: the first unread message when the chat was opened
   infoConv: null,
 
   // ---- accounts
@@ -728,17 +1008,39 @@ const app = {
     }
     const want = localStorage.getItem(LS.active);
     this.active = this.accounts.get(want) || this.accounts.values().next().value || null;
-    for (const a of this.accounts.values()) a.connect().catch(() => {});
     this.bindUI();
+    this.applySettings();
+    this.loadSettings();
+    for (const a of this.accounts.values()) a.connect().catch(() => {});
     if (this.active) this.showMain(); else this.showLogin();
+    this.openFromHash();
+    notifier.register();
     setInterval(() => this.changed(this.active, 'tick'), 30000);
   },
 
+  async loadSettings() {
+    try {
+      const r = await fetch('/settings');
+      if (!r.ok) return;
+      Object.assign(settings, await r.json());
+      lsSet(LS.settings, settings);
+      this.applySettings();
+    } catch { /* offline: the last known settings */ }
+  },
+
+  applySettings() {
+    const open = settings.signup !== false;
+    $('#signup-btn').hidden = !open;
+    $('#signup-closed').hidden = open;
+    this.changed(this.active, 'settings');
+  },
+
   switchTo(acct) {
+    this.saveDraft();
     this.active = acct;
     this.saveAccounts();
     this.lastRenderedKey = null;
-    $('#account-menu').hidden = true;
+    this.closeMenus();
     this.showMain();
     if (acct && acct.openKey) acct.maybeRead(acct.openKey);
   },
@@ -747,13 +1049,27 @@ const app = {
   accountGone(acct, note) {
     acct.token = null;
     acct.close();
+    notifier.clear(acct, null);
     acct.forget();
     this.accounts.delete(acct.user);
     if (this.active === acct) this.active = this.accounts.values().next().value || null;
     this.saveAccounts();
+    notifier.shareState();
     if (this.active) this.showMain();
     else this.showLogin(note, acct.user);
     if (note && this.active) this.toast(`${acct.user}: ${note}`);
+  },
+
+  async logout(acct) {
+    if (!acct) return;
+    if (acct.pushPref === 'on') await notifier.disable(acct);
+    try {
+      await acct.req({ op: 'logout' }, 5000);
+      // the server closes with 1008 "logged out"; accountGone runs from onClose
+      setTimeout(() => { if (this.accounts.get(acct.user) === acct) this.accountGone(acct, null); }, 1500);
+    } catch {
+      this.accountGone(acct, null);   // offline: forget the token here
+    }
   },
 
   async doLogin(signup) {
@@ -795,6 +1111,7 @@ const app = {
 
   // ---- views
   showLogin(note, user) {
+    this.closeMenus();
     $('#main-view').hidden = true;
     $('#login-view').hidden = false;
     const n = $('#login-note');
@@ -810,30 +1127,75 @@ const app = {
   showMain() {
     $('#login-view').hidden = true;
     $('#main-view').hidden = false;
+    this.lastRenderedKey = null;
     this.changed(this.active, 'all');
   },
 
-  /** Whether `conv` of `acct` is on screen now (for read markers). */
+  /** Whether `conv` of `acct` is on screen now (for read markers and notifications). */
   isVisible(acct, conv) {
     return acct === this.active && acct.openKey === conv && document.visibilityState === 'visible' &&
-           !$('#main-view').hidden;
+           !$('#main-view').hidden && (!isPhoneLayout() || document.body.classList.contains('show-chat'));
+  },
+
+  /** #account/conv: a notification's link, and what sw.js looks at to know the chat on screen. */
+  setHash() {
+    const a = this.active;
+    const key = a && a.openKey;
+    const want = a && key && !key.startsWith('draft:') ? '#' + encodeURIComponent(a.user) + '/' + encodeURIComponent(key) : '';
+    if (location.hash !== want) history.replaceState(null, '', want || location.pathname);
+  },
+
+  openFromHash() {
+    const m = /^#([^/]+)\/(.+)$/.exec(location.hash);
+    if (m) this.openFromLink(decodeURIComponent(m[1]), decodeURIComponent(m[2]));
+  },
+
+  openFromLink(user, conv) {
+    const acct = this.accounts.get(user);
+    if (!acct) return;
+    if (this.active !== acct) this.switchTo(acct);
+    this.openConv(conv);
+  },
+
+  saveDraft() {
+    const a = this.active;
+    if (a && a.openKey) a.setDraft(a.openKey, $('#composer-input').value);
   },
 
   openConv(key) {
     const acct = this.active;
     if (!acct) return;
+    if (acct.openKey !== key) this.saveDraft();
     acct.setOpen(key);
     document.body.classList.add('show-chat');
+    this.lastRenderedKey = null;
+    this.divider = null;
     this.scrollMode = 'bottom';
     if (key && !key.startsWith('draft:')) {
+      const c = acct.convs.get(key);
       const st = acct.store(key);
-      if (!st.loaded) acct.loadHistory(key, false);
+      if (c && c.unread > 0 && !c.left) {
+        this.divider = { key, seq: c.read_seq + 1 };
+        this.scrollMode = 'unread';
+        // enough history to reach the first unread message in one go (bounded by the server's page)
+        if (!st.bySeq.has(c.read_seq + 1)) acct.loadHistory(key, false, Math.min(settings.history_limit || 200, c.unread + 20));
+      } else if (!st.loaded) {
+        acct.loadHistory(key, false);
+      }
       acct.maybeRead(key);
     }
-    $('#composer-input').focus();
+    if (!isPhone()) $('#composer-input').focus();
+  },
+
+  /** A new chat got its conversation id from the server: its draft and screen follow. */
+  adoptDraft(acct, oldKey, conv) {
+    if (acct.drafts[oldKey]) { acct.setDraft(conv, acct.drafts[oldKey]); acct.setDraft(oldKey, ''); }
+    acct.setOpen(conv);
+    if (acct === this.active) this.lastRenderedKey = conv;   // the same chat: keep the composer as it is
   },
 
   closeConv() {
+    this.saveDraft();
     document.body.classList.remove('show-chat');
     if (this.active) this.active.setOpen(null);
   },
@@ -854,29 +1216,39 @@ const app = {
   },
 
   changed(acct, kind, conv, older) {
-    if (acct && acct !== this.active && kind !== 'msg' && kind !== 'read' && kind !== 'status' && kind !== 'convs') return;
-    if (acct === this.active && kind === 'history' && older) this.scrollMode = this.scrollMode || 'keep-older';
-    this.dirty.add(kind);
+    if (acct && acct === this.active && kind === 'history' && older) this.scrollMode = this.scrollMode || 'keep-older';
     if (this.renderQueued) return;
     this.renderQueued = true;
-    setTimeout(() => { this.renderQueued = false; this.render(); }, 0);
+    requestAnimationFrame(() => { this.renderQueued = false; this.render(); });
+    // a hidden tab gets no animation frames: render there too (timers still run)
+    setTimeout(() => { if (this.renderQueued) { this.renderQueued = false; this.render(); } }, 100);
   },
 
   render() {
-    this.dirty.clear();
     this.updateTitle();
     if ($('#main-view').hidden) return;
     const acct = this.active;
     if (!acct) return;
     this.renderAccountBar(acct);
+    this.renderNetBanner();
+    this.renderPushOffer(acct);
     this.renderConvList(acct);
     this.renderChat(acct);
+    this.setHash();
   },
 
   updateTitle() {
     let n = 0;
     for (const a of this.accounts.values()) n += a.totalUnread();
     document.title = (n ? `(${n}) ` : '') + 'chatsrv';
+    if (n !== this.badgeShown) {
+      this.badgeShown = n;
+      try {
+        if (n && navigator.setAppBadge) navigator.setAppBadge(n).catch(() => {});
+        else if (navigator.clearAppBadge) navigator.clearAppBadge().catch(() => {});
+      } catch { /* no badge support */ }
+      notifier.shareState();
+    }
   },
 
   renderAccountBar(acct) {
@@ -887,52 +1259,86 @@ const app = {
     const st = $('#conn-status');
     st.dataset.state = acct.status;
     const labels = { online: 'Online', syncing: 'Syncing…', connecting: 'Connecting…', offline: 'Offline' };
-    let label = labels[acct.status] || acct.status;
-    if (acct.status === 'offline' && acct.retryAt > Date.now()) {
-      label = `Offline, retrying in ${Math.max(1, Math.round((acct.retryAt - Date.now()) / 1000))}s`;
-    }
-    st.textContent = label;
+    st.textContent = labels[acct.status] || acct.status;
+    $('#logout-btn').textContent = `Log out ${acct.user}`;
     const list = $('#account-list');
-    list.replaceChildren(...[...this.accounts.values()].map((a) => {
+    reconcile(list, [...this.accounts.values()].map((a) => {
       const n = a.totalUnread();
-      const av = h('span', { class: 'avatar small' });
-      avatar(av, a.user);
-      return h('li', {},
-        h('button', { type: 'button', role: 'menuitem', class: 'account-item' + (a === acct ? ' current' : ''),
-                      dataset: { user: a.user }, onclick: () => this.switchTo(a) },
-          av, h('span', { class: 'account-item-name', text: a.user }),
-          h('span', { class: 'status-dot', dataset: { state: a.status }, title: a.status }),
-          n ? h('span', { class: 'badge', text: String(n) }) : null));
+      return {
+        key: a.user, sig: [a === acct, n, a.status].join('|'),
+        build: () => {
+          const av = h('span', { class: 'avatar small' });
+          avatar(av, a.user);
+          return h('li', {},
+            h('button', { type: 'button', role: 'menuitem', class: 'account-item' + (a === acct ? ' current' : ''),
+                          dataset: { user: a.user }, onclick: () => this.switchTo(a) },
+              av, h('span', { class: 'account-item-name', text: a.user }),
+              h('span', { class: 'status-dot', dataset: { state: a.status }, title: a.status }),
+              n ? h('span', { class: 'badge', text: String(n) }) : null));
+        },
+      };
     }));
+  },
+
+  renderNetBanner() {
+    const down = [...this.accounts.values()].filter((a) => a.token && a.status === 'offline');
+    const b = $('#net-banner');
+    b.hidden = !down.length;
+    if (!down.length) return;
+    const next = Math.min(...down.map((a) => a.retryAt || 0));
+    const secs = Math.max(0, Math.round((next - Date.now()) / 1000));
+    $('#net-banner-text').textContent = 'You are offline. Messages you write are sent when the connection is back' +
+      (secs > 0 ? ` (retrying in ${secs} s).` : '.');
+    clearTimeout(this.netTimer);
+    this.netTimer = setTimeout(() => this.changed(this.active, 'tick'), 1000);
+  },
+
+  renderPushOffer(acct) {
+    const box = $('#push-offer');
+    const show = notifier.shouldOffer(acct);
+    box.hidden = !show;
+    if (show) $('#push-offer-text').textContent = `Get a notification when ${acct.user} has a new message, also while chatsrv is closed.`;
   },
 
   renderConvList(acct) {
     const list = $('#conv-list');
-    const items = [];
     const ids = acct.order.filter((id) => acct.convs.has(id));
     for (const id of acct.convs.keys()) if (!ids.includes(id)) ids.push(id);
-    for (const id of ids) {
+    const items = ids.map((id) => {
       const c = acct.convs.get(id);
       const title = acct.title(c);
-      const av = h('span', { class: 'avatar' });
-      avatar(av, title, c.kind === 'group');
       const p = c.kind === 'direct' ? acct.presence.get(c.peer) : null;
-      if (p && p.state === 'online') av.append(h('span', { class: 'presence-dot', title: 'online' }));
+      const online = !!(p && p.state === 'online');
       const unread = c.left ? 0 : c.unread || 0;
-      const pendingHere = acct.outbox.some((o) => o.conv === id);
-      items.push(h('li', {},
-        h('button', { type: 'button', class: 'conv-item' + (acct.openKey === id ? ' active' : '') + (unread ? ' has-unread' : ''),
-                      dataset: { conv: id, title, kind: c.kind }, onclick: () => this.openConv(id) },
-          av,
-          h('span', { class: 'conv-main' },
-            h('span', { class: 'conv-top' },
-              h('span', { class: 'conv-title', text: title }),
-              h('span', { class: 'conv-time', text: c.last ? fmtShort(c.last.ts) : '' })),
-            h('span', { class: 'conv-bottom' },
-              h('span', { class: 'conv-preview', text: pendingHere ? 'Sending…' : previewText(acct, c) }),
-              unread ? h('span', { class: 'badge unread-badge', text: unread > 99 ? '99+' : String(unread) }) : null)))));
-    }
-    list.replaceChildren(...items);
+      const muted = acct.muted(c);
+      const preview = acct.outbox.some((o) => o.conv === id) ? 'Sending…' : previewText(acct, c);
+      const time = c.last ? fmtShort(c.last.ts) : '';
+      const active = acct.openKey === id;
+      return {
+        key: id, sig: JSON.stringify([title, online, unread, muted, preview, time, active, !!c.left]),
+        build: () => {
+          const av = h('span', { class: 'avatar' });
+          avatar(av, title, c.kind === 'group');
+          if (online) av.append(h('span', { class: 'presence-dot' }));
+          const extra = [online ? 'online' : '', muted ? 'muted' : '', unread ? `${unread} unread` : ''].filter(Boolean).join(', ');
+          return h('li', {},
+            h('button', { type: 'button', class: 'conv-item' + (active ? ' active' : '') + (unread ? ' has-unread' : '') + (c.left ? ' left' : ''),
+                          'aria-current': active ? 'true' : null,
+                          dataset: { conv: id, title, kind: c.kind }, onclick: () => this.openConv(id) },
+              av,
+              h('span', { class: 'conv-main' },
+                h('span', { class: 'conv-top' },
+                  h('span', { class: 'conv-title', text: title }),
+                  extra ? h('span', { class: 'sr-only', text: ` (${extra})` }) : null,
+                  muted ? h('span', { class: 'muted-icon', title: fmtMute(c.muted_until) }, icon('bell-off')) : null,
+                  h('span', { class: 'conv-time', text: time })),
+                h('span', { class: 'conv-bottom' },
+                  h('span', { class: 'conv-preview', text: preview }),
+                  unread ? h('span', { class: 'badge unread-badge' + (muted ? ' quiet' : ''), 'aria-hidden': 'true', text: unread > 99 ? '99+' : String(unread) }) : null))));
+        },
+      };
+    });
+    reconcile(list, items);
     list.hidden = !items.length;
     $('#conv-empty').hidden = items.length > 0;
   },
@@ -945,10 +1351,19 @@ const app = {
     $('#chat-empty').hidden = has;
     $('#chat-header').hidden = !has;
     $('#messages').hidden = !has;
-    $('#composer').hidden = !has;
+    $('#composer').hidden = !has || !!(c && c.left);
     document.body.classList.toggle('show-chat', has);
     const banner = $('#banner');
-    if (!has) { $('#typing').hidden = true; banner.hidden = true; this.lastRenderedKey = null; return; }
+    const input = $('#composer-input');
+    const switched = this.lastRenderedKey !== key;
+    if (!has) {
+      $('#typing').hidden = true; banner.hidden = true; $('#jump-latest').hidden = true; $('#jump-unread').hidden = true;
+      $('#mute-btn').hidden = true; this.lastRenderedKey = null; return;
+    }
+    if (switched) {
+      input.value = acct.drafts[key] || '';
+      this.autosize();
+    }
 
     // header
     const title = draft || acct.title(c);
@@ -957,39 +1372,61 @@ const app = {
     let sub = '';
     if (draft) sub = 'New conversation';
     else if (c.kind === 'direct') sub = fmtLastSeen(acct.presence.get(c.peer));
+    else if (c.left) sub = 'Former member';
     else sub = c.info ? `${c.info.members.length} members` : 'Group';
+    if (c && acct.muted(c)) sub = (sub ? sub + ' · ' : '') + fmtMute(c.muted_until);
     const subEl = $('#chat-sub');
     subEl.textContent = sub;
     subEl.dataset.state = c && c.kind === 'direct' ? (acct.presence.get(c.peer) || {}).state || '' : '';
     $('#info-btn').hidden = !(c && c.kind === 'group' && !c.left);
-    if (c && c.kind === 'group' && !c.info && !c.infoLoading) this.fetchInfo(acct, c);
+    const mb = $('#mute-btn');
+    mb.hidden = !(c && !c.left);
+    if (c) {
+      const name = acct.muted(c) ? 'bell-off' : 'bell';
+      if (mb.dataset.icon !== name) { mb.replaceChildren(icon(name)); mb.dataset.icon = name; }
+      mb.setAttribute('aria-label', acct.muted(c) ? `Notifications muted (${fmtMute(c.muted_until)})` : 'Mute notifications');
+    }
+    if (c && c.kind === 'group' && !c.left && !c.info && !c.infoLoading && acct.synced) this.fetchInfo(acct, c);
 
-    // banner: connection or membership
+    // banner: membership
     let btext = '';
-    if (c && c.left) btext = 'You are no longer a member of this group.';
-    else if (acct.status !== 'online') btext = acct.status === 'offline' ? 'Offline: messages will be sent when the connection is back.' : 'Connecting…';
+    if (c && c.left) {
+      const how = c.last && c.last.sys && c.last.sys.action === 'remove' && c.last.from !== acct.user ? 'You were removed from this group' : 'You left this group';
+      btext = `${how}. You can read what was said until then.`;
+    }
     banner.textContent = btext;
     banner.hidden = !btext;
-    $('#composer-input').disabled = !!(c && c.left);
-    $('#send-btn').disabled = !!(c && c.left);
 
     // messages
     const box = $('#messages');
-    const switched = this.lastRenderedKey !== key;
     this.lastRenderedKey = key;
     const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 60;
-    const prevHeight = box.scrollHeight, prevTop = box.scrollTop;
+    const firstKept = switched ? null : [...box.children].find((n) => n.dataset.key && n.dataset.key.startsWith('m:') && n.offsetTop + n.offsetHeight > box.scrollTop);
+    const anchorTop = firstKept ? firstKept.offsetTop - box.scrollTop : 0;
     const st = c ? acct.store(key) : null;
     const msgs = st ? [...st.bySeq.values()].sort((a, b) => a.seq - b.seq) : [];
     const outbox = acct.outbox.filter((o) => (c ? o.conv === key : !o.conv && o.to === draft));
-    box.replaceChildren(...this.buildMessages(acct, c, msgs, outbox, st));
+    if (switched) box.replaceChildren();
+    reconcile(box, this.messageItems(acct, c, msgs, outbox, st));
 
-    if (switched || this.scrollMode === 'bottom' || (atBottom && this.scrollMode !== 'keep-older')) {
+    const divider = box.querySelector('.unread-divider');
+    if (this.scrollMode === 'unread' && divider && !(st && st.loading)) {
+      box.scrollTop = Math.max(0, divider.offsetTop - 8);
+      this.scrollMode = null;
+    } else if (this.scrollMode === 'unread') {
+      box.scrollTop = box.scrollHeight;      // until the history that holds the divider is here
+    } else if (switched || this.scrollMode === 'bottom' || (atBottom && this.scrollMode !== 'keep-older')) {
       box.scrollTop = box.scrollHeight;
-    } else if (this.scrollMode === 'keep-older') {
-      box.scrollTop = box.scrollHeight - prevHeight + prevTop;
+      this.scrollMode = null;
+    } else if (firstKept) {
+      // older messages came in above, or something changed: the message the reader looks at stays put
+      const now = firstKept.isConnected ? firstKept : [...box.children].find((n) => n.dataset.key === firstKept.dataset.key);
+      if (now) box.scrollTop = now.offsetTop - anchorTop;
+      this.scrollMode = null;
+    } else {
+      this.scrollMode = null;
     }
-    this.scrollMode = null;
+    this.updateJumps();
     // not enough to scroll: fetch older pages until it is
     if (st && st.loaded && st.hasMore && !st.loading && box.scrollHeight <= box.clientHeight + 10) {
       acct.loadHistory(key, true);
@@ -1002,63 +1439,74 @@ const app = {
     typ.hidden = !t.length;
   },
 
-  buildMessages(acct, c, msgs, outbox, st) {
+  updateJumps() {
+    const box = $('#messages');
+    const fromBottom = box.scrollHeight - box.scrollTop - box.clientHeight;
+    $('#jump-latest').hidden = box.hidden || fromBottom < 200;
+    const d = box.querySelector('.unread-divider');
+    $('#jump-unread').hidden = box.hidden || !d || d.offsetTop + d.offsetHeight > box.scrollTop;
+  },
+
+  messageItems(acct, c, msgs, outbox, st) {
     const out = [];
-    if (st && st.loading && st.hasMore) out.push(h('div', { class: 'loading-older', text: 'Loading…' }));
-    else if (st && st.loaded && !st.hasMore && msgs.length) out.push(h('div', { class: 'history-start', text: 'Start of the conversation' }));
+    const item = (key, sig, build) => out.push({ key, sig, build });
+    if (st && st.loading && st.hasMore) item('loading', '', () => h('div', { class: 'loading-older', text: 'Loading…' }));
+    else if (st && st.loaded && !st.hasMore && msgs.length) item('start', '', () => h('div', { class: 'history-start', text: 'Start of the conversation' }));
     const isDirect = !c || c.kind === 'direct';
     const r = c ? acct.receiptsFor(c.conv) : { read: {}, delivered: 0 };
     let lastOwn = null;
     for (const m of msgs) if (!m.sys && m.from === acct.user) lastOwn = m;
+    const div = this.divider && c && this.divider.key === c.conv ? this.divider.seq : 0;
     let prev = null;
     const dayLine = (ts) => {
-      if (!prev || !sameDay(prev.ts, ts)) out.push(h('div', { class: 'day-sep' }, h('span', { text: fmtDay(ts) })));
+      if (prev && sameDay(prev.ts, ts)) return;
+      const label = fmtDay(ts);
+      item('day:' + new Date(ts).toDateString(), label, () => h('div', { class: 'day-sep' }, h('span', { text: label })));
     };
     for (const m of msgs) {
       dayLine(m.ts);
+      if (div && m.seq === div) item('divider', '', () => h('div', { class: 'unread-divider', role: 'separator' }, h('span', { text: 'New messages' })));
       if (m.sys) {
-        out.push(h('div', { class: 'msg-sys', dataset: { seq: m.seq } }, h('span', { text: sysText(m) }),
+        item('m:' + m.seq, 'sys', () => h('div', { class: 'msg-sys', dataset: { seq: m.seq } }, h('span', { text: sysText(m) }),
           h('time', { text: ' · ' + fmtTime(m.ts) })));
         prev = m;
         continue;
       }
       const own = m.from === acct.user;
-      const cont = prev && !prev.sys && prev.from === m.from && m.ts - prev.ts < 5 * 60e3 && sameDay(prev.ts, m.ts);
-      const meta = h('span', { class: 'msg-meta' }, h('time', { datetime: new Date(m.ts).toISOString(), text: fmtTime(m.ts) }));
-      let status = null;
+      const cont = !!(prev && !prev.sys && prev.from === m.from && m.ts - prev.ts < 5 * 60e3 && sameDay(prev.ts, m.ts));
+      const showFrom = !own && !isDirect && !cont;
+      item('m:' + m.seq, [own, cont, showFrom].join('|'), () => h('div', { class: 'msg' + (own ? ' own' : '') + (cont ? ' cont' : ''), dataset: { seq: m.seq, from: m.from } },
+        showFrom ? h('div', { class: 'msg-from', text: m.from }) : null,
+        h('div', { class: 'bubble' }, h('span', { class: 'msg-body' }, linkify(String(m.body ?? ''))),
+          h('span', { class: 'msg-meta' }, h('time', { datetime: new Date(m.ts).toISOString(), text: fmtTime(m.ts) })))));
       if (own && m === lastOwn) {
         let s = 'Sent';
         if (isDirect && c) {
-          const readBy = r.read[c.peer] || 0;
-          if (readBy >= m.seq) s = 'Seen';
+          if ((r.read[c.peer] || 0) >= m.seq) s = 'Seen';
           else if ((r.delivered || 0) >= m.seq) s = 'Delivered';
         } else if (c) {
           const readers = Object.entries(r.read).filter(([u, seq]) => seq >= m.seq && u !== acct.user).map(([u]) => u);
           if (readers.length) s = 'Seen by ' + readers.sort().join(', ');
         }
-        status = h('div', { class: 'msg-status', dataset: { status: s.split(' ')[0].toLowerCase() }, text: s });
+        item('status', s, () => h('div', { class: 'msg-status', dataset: { status: s.split(' ')[0].toLowerCase() }, text: s }));
       }
-      out.push(h('div', { class: 'msg' + (own ? ' own' : '') + (cont ? ' cont' : ''), dataset: { seq: m.seq, from: m.from } },
-        !own && !isDirect && !cont ? h('div', { class: 'msg-from', text: m.from }) : null,
-        h('div', { class: 'bubble' }, h('span', { class: 'msg-body', text: m.body }), meta)));
-      if (status) out.push(status);
       prev = m;
     }
     for (const o of outbox) {
-      if (!prev || !sameDay(prev.ts, o.ts)) dayLine(o.ts);
+      dayLine(o.ts);
       const failed = o.state === 'failed';
-      out.push(h('div', { class: 'msg own pending' + (failed ? ' failed' : ''), dataset: { cid: o.cid } },
-        h('div', { class: 'bubble' }, h('span', { class: 'msg-body', text: o.body }),
+      item('p:' + o.cid, String(failed), () => h('div', { class: 'msg own pending' + (failed ? ' failed' : ''), dataset: { cid: o.cid } },
+        h('div', { class: 'bubble' }, h('span', { class: 'msg-body' }, linkify(o.body)),
           h('span', { class: 'msg-meta' }, h('time', { text: fmtTime(o.ts) })))));
-      out.push(failed
+      item('ps:' + o.cid, failed ? 'failed:' + o.error : 'sending', () => (failed
         ? h('div', { class: 'msg-status failed', dataset: { status: 'failed' } }, `Not sent: ${o.error || 'error'} · `,
             h('button', { type: 'button', class: 'link', text: 'Retry', onclick: () => acct.retrySend(o.cid) }), ' · ',
             h('button', { type: 'button', class: 'link', text: 'Delete', onclick: () => acct.discard(o.cid) }))
-        : h('div', { class: 'msg-status', dataset: { status: 'sending' }, text: 'Sending…' }));
+        : h('div', { class: 'msg-status', dataset: { status: 'sending' }, text: 'Sending…' })));
       prev = { ts: o.ts, from: acct.user };
     }
-    if (!out.length || (!msgs.length && !outbox.length)) {
-      if (!(st && (st.loading || !st.loaded))) out.push(h('div', { class: 'history-start', text: 'No messages yet. Say hi!' }));
+    if (!msgs.length && !outbox.length && !(st && (st.loading || !st.loaded))) {
+      item('empty', '', () => h('div', { class: 'history-start', text: 'No messages yet. Say hi!' }));
     }
     return out;
   },
@@ -1090,13 +1538,14 @@ const app = {
       $('#group-create-dialog').close();
       acct.scheduleConvsRefresh();
       if (!acct.convs.has(r.conv)) {
-        acct.convs.set(r.conv, { conv: r.conv, kind: 'group', name, last_seq: 0, read_seq: 0, unread: 0, last: null, left: false });
+        acct.convs.set(r.conv, { conv: r.conv, kind: 'group', name, last_seq: 0, read_seq: 0, unread: 0, last: null, left: false, muted_until: 0 });
         acct.bump(r.conv);
       }
       this.openConv(r.conv);
     } catch (e) {
       err(e.code === 'not_found' ? 'One of those users does not exist.' :
-          e.code === 'too_large' ? 'Too many members.' : (e.message || 'Could not create the group.'));
+          e.code === 'too_large' ? `A group has at most ${settings.max_group_members || 'so many'} members.` :
+            (e.message || 'Could not create the group.'));
     } finally {
       $('#group-create-submit').disabled = false;
     }
@@ -1129,7 +1578,7 @@ const app = {
         u === info.owner ? h('span', { class: 'tag', text: 'owner' }) : null,
         p && p.state === 'online' ? h('span', { class: 'tag online', text: 'online' }) : null,
         amOwner && u !== acct.user
-          ? h('button', { type: 'button', class: 'link danger', text: 'Remove',
+          ? h('button', { type: 'button', class: 'link danger', text: 'Remove', 'aria-label': `Remove ${u}`,
                           onclick: () => this.groupOp({ op: 'group_remove', conv, user: u }) })
           : null);
     }));
@@ -1149,9 +1598,9 @@ const app = {
       if (args.op === 'group_leave') {
         $('#group-info-dialog').close();
         const c = acct.convs.get(args.conv);
-        if (c) c.left = true;
-        this.closeConv();
+        if (c && !c.left) c.left = c.last_seq;
         acct.scheduleConvsRefresh();
+        this.changed(acct, 'convs');
         return true;
       }
       await this.loadGroupInfo();
@@ -1163,6 +1612,91 @@ const app = {
     }
   },
 
+  // ---- settings
+  openSettings() {
+    const acct = this.active;
+    if (!acct) return;
+    this.closeMenus();
+    $('#set-account').textContent = acct.user;
+    $('#pw-form').reset();
+    this.formNote('#pw-note', '');
+    this.renderPushSetting(acct);
+    $('#set-logout').textContent = `Log out ${acct.user} on this device`;
+    $('#settings-dialog').showModal();
+  },
+
+  renderPushSetting(acct) {
+    const state = $('#set-push-state');
+    const btn = $('#set-push-btn');
+    let text;
+    let can = true;
+    if (!settings.push) { text = 'This server does not send notifications.'; can = false; }
+    else if (!notifier.supported()) { text = 'This browser cannot show notifications from chatsrv.'; can = false; }
+    else if (Notification.permission === 'denied') { text = 'Notifications are blocked for this site in the browser settings.'; can = false; }
+    else text = acct.pushPref === 'on' ? `Notifications are on for ${acct.user} on this device.` : `Notifications are off for ${acct.user}.`;
+    state.textContent = text;
+    btn.hidden = !can;
+    btn.textContent = acct.pushPref === 'on' ? 'Turn off notifications' : 'Turn on notifications';
+  },
+
+  async togglePush(acct, on) {
+    try {
+      if (on) { await notifier.enable(acct); this.toast(`Notifications are on for ${acct.user}.`); }
+      else await notifier.disable(acct);
+    } catch (e) {
+      this.toast(e.message || 'Could not turn on notifications.');
+    }
+    this.renderPushSetting(acct);
+    this.changed(acct, 'push');
+  },
+
+  formNote(sel, text, ok) {
+    const e = $(sel);
+    e.textContent = text;
+    e.hidden = !text;
+    e.classList.toggle('ok', !!ok);
+  },
+
+  async changePassword() {
+    const acct = this.active;
+    const old = $('#pw-old').value, nw = $('#pw-new').value, again = $('#pw-again').value;
+    if (nw.length < 8 || nw.length > 256) { this.formNote('#pw-note', 'Passwords are 8 to 256 characters.'); return; }
+    if (nw !== again) { this.formNote('#pw-note', 'The new passwords do not match.'); return; }
+    $('#pw-submit').disabled = true;
+    try {
+      await acct.req({ op: 'password_change', old, new: nw, logout_others: $('#pw-others').checked });
+      $('#pw-form').reset();
+      this.formNote('#pw-note', 'Password changed.', true);
+    } catch (e) {
+      this.formNote('#pw-note', e.code === 'forbidden' ? 'The current password is wrong.' :
+        e.code === 'rate_limited' ? 'Too many attempts. Wait a minute and try again.' :
+          e.code === 'disconnected' ? 'You are offline.' : (e.message || 'That did not work.'));
+    } finally {
+      $('#pw-submit').disabled = false;
+    }
+  },
+
+  // ---- mute
+  openMuteMenu() {
+    const m = $('#mute-menu');
+    const acct = this.active;
+    const c = acct && acct.convs.get(acct.openKey);
+    if (!c) return;
+    $('#mute-off').hidden = !acct.muted(c);
+    m.hidden = !m.hidden;
+    $('#mute-btn').setAttribute('aria-expanded', String(!m.hidden));
+    if (!m.hidden) m.querySelector('button:not([hidden])').focus();
+  },
+
+  async muteFor(ms) {
+    const acct = this.active;
+    const conv = acct && acct.openKey;
+    this.closeMenus();
+    if (!conv) return;
+    const until = ms === 0 ? 0 : ms === Infinity ? MUTE_ALWAYS : Date.now() + ms;
+    try { await acct.mute(conv, until); } catch (e) { this.toast(e.code === 'disconnected' ? 'You are offline.' : 'Could not change the mute.'); }
+  },
+
   // ---- misc
   toast(text) {
     const t = $('#toast');
@@ -1170,6 +1704,42 @@ const app = {
     t.hidden = false;
     clearTimeout(this.toastTimer);
     this.toastTimer = setTimeout(() => { t.hidden = true; }, 4000);
+  },
+
+  closeMenus() {
+    for (const [m, b] of [['#account-menu', '#account-btn'], ['#mute-menu', '#mute-btn']]) {
+      $(m).hidden = true;
+      $(b).setAttribute('aria-expanded', 'false');
+    }
+  },
+
+  autosize() {
+    const input = $('#composer-input');
+    input.style.height = 'auto';
+    input.style.height = Math.min(input.scrollHeight, 160) + 'px';
+  },
+
+  sendNow() {
+    const input = $('#composer-input');
+    const acct = this.active;
+    const key = acct && acct.openKey;
+    const body = input.value;
+    if (!key || !body.trim()) return;
+    const limit = settings.max_message_bytes || 16384;
+    const size = new TextEncoder().encode(body).length;
+    if (size > limit) { this.toast(`Message too long: ${size} bytes, this server takes ${limit} at most.`); return; }
+    input.value = '';
+    acct.setDraft(key, '');
+    this.autosize();
+    this.scrollMode = 'bottom';
+    this.divider = null;
+    if (key.startsWith('draft:')) {
+      const peer = key.slice(6);
+      const c = acct.directWith(peer);
+      if (c) { acct.setOpen(c.conv); this.lastRenderedKey = c.conv; acct.send(c.conv, null, body); } else acct.send(null, peer, body);
+    } else {
+      acct.send(key, null, body);
+    }
   },
 
   bindUI() {
@@ -1180,23 +1750,35 @@ const app = {
     const menu = $('#account-menu');
     $('#account-btn').addEventListener('click', (e) => {
       e.stopPropagation();
-      menu.hidden = !menu.hidden;
-      $('#account-btn').setAttribute('aria-expanded', String(!menu.hidden));
+      const open = menu.hidden;
+      this.closeMenus();
+      menu.hidden = !open;
+      $('#account-btn').setAttribute('aria-expanded', String(open));
     });
-    document.addEventListener('click', (e) => { if (!menu.hidden && !menu.contains(e.target)) menu.hidden = true; });
-    $('#add-account-btn').addEventListener('click', () => { menu.hidden = true; this.showLogin(); });
-    $('#logout-btn').addEventListener('click', async () => {
-      menu.hidden = true;
-      const acct = this.active;
-      if (!acct) return;
-      try {
-        await acct.req({ op: 'logout' }, 5000);
-        // the server closes with 1008 "logged out"; accountGone runs from onClose
-        setTimeout(() => { if (this.accounts.get(acct.user) === acct) this.accountGone(acct, null); }, 1500);
-      } catch {
-        this.accountGone(acct, null);   // offline: forget the token here
-      }
+    document.addEventListener('click', (e) => {
+      if (!menu.hidden && !menu.contains(e.target)) { menu.hidden = true; $('#account-btn').setAttribute('aria-expanded', 'false'); }
+      const mm = $('#mute-menu');
+      if (!mm.hidden && !mm.contains(e.target) && e.target !== $('#mute-btn')) { mm.hidden = true; $('#mute-btn').setAttribute('aria-expanded', 'false'); }
     });
+    $('#add-account-btn').addEventListener('click', () => { this.closeMenus(); this.showLogin(); });
+    $('#settings-btn').addEventListener('click', () => this.openSettings());
+    $('#logout-btn').addEventListener('click', () => { this.closeMenus(); this.logout(this.active); });
+
+    // settings panel
+    $('#settings-close').addEventListener('click', () => $('#settings-dialog').close());
+    $('#pw-form').addEventListener('submit', (e) => { e.preventDefault(); this.changePassword(); });
+    $('#set-push-btn').addEventListener('click', () => { const a = this.active; if (a) this.togglePush(a, a.pushPref !== 'on'); });
+    $('#set-logout').addEventListener('click', () => { $('#settings-dialog').close(); this.logout(this.active); });
+
+    // the notification offer (a click is the gesture the permission prompt needs)
+    $('#push-offer-yes').addEventListener('click', () => { const a = this.active; if (a) this.togglePush(a, true); });
+    $('#push-offer-no').addEventListener('click', () => { const a = this.active; if (a) { a.pushPref = 'off'; this.changed(a, 'push'); } });
+
+    // mute
+    $('#mute-btn').addEventListener('click', (e) => { e.stopPropagation(); this.openMuteMenu(); });
+    for (const b of document.querySelectorAll('#mute-menu [data-mute]')) {
+      b.addEventListener('click', () => this.muteFor(b.dataset.mute === 'always' ? Infinity : Number(b.dataset.mute)));
+    }
 
     $('#new-chat-form').addEventListener('submit', (e) => { e.preventDefault(); this.startChat($('#new-chat-user').value); });
     $('#new-group-btn').addEventListener('click', () => {
@@ -1240,60 +1822,60 @@ const app = {
     });
 
     $('#back-btn').addEventListener('click', () => this.closeConv());
+    $('#net-retry').addEventListener('click', () => { for (const a of this.accounts.values()) a.kick(); });
+    $('#jump-latest').addEventListener('click', () => { const b = $('#messages'); b.scrollTop = b.scrollHeight; this.updateJumps(); });
+    $('#jump-unread').addEventListener('click', () => {
+      const d = $('#messages .unread-divider');
+      if (d) { $('#messages').scrollTop = Math.max(0, d.offsetTop - 8); this.updateJumps(); }
+    });
 
     const input = $('#composer-input');
-    const sendNow = () => {
-      const acct = this.active;
-      const key = acct && acct.openKey;
-      const body = input.value;
-      if (!key || !body.trim()) return;
-      if (new TextEncoder().encode(body).length > 16384) { this.toast('Message too long (16 KiB at most).'); return; }
-      input.value = '';
-      autosize();
-      this.scrollMode = 'bottom';
-      if (key.startsWith('draft:')) {
-        const peer = key.slice(6);
-        const c = acct.directWith(peer);
-        if (c) { acct.setOpen(c.conv); acct.send(c.conv, null, body); } else acct.send(null, peer, body);
-      } else {
-        acct.send(key, null, body);
-      }
-    };
-    const autosize = () => { input.style.height = 'auto'; input.style.height = Math.min(input.scrollHeight, 160) + 'px'; };
     input.addEventListener('keydown', (e) => {
-      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); sendNow(); }
+      // on a phone Enter is a new line and the Send button sends
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing && !isPhone()) { e.preventDefault(); this.sendNow(); }
     });
     input.addEventListener('input', () => {
-      autosize();
+      this.autosize();
       const acct = this.active;
       const key = acct && acct.openKey;
-      if (key && !key.startsWith('draft:') && input.value) acct.notifyTyping(key);
+      if (!key) return;
+      acct.setDraft(key, input.value);
+      if (!key.startsWith('draft:') && input.value) acct.notifyTyping(key);
     });
-    $('#composer').addEventListener('submit', (e) => { e.preventDefault(); sendNow(); input.focus(); });
+    $('#composer').addEventListener('submit', (e) => { e.preventDefault(); this.sendNow(); if (!isPhone()) input.focus(); });
 
     $('#messages').addEventListener('scroll', () => {
+      this.updateJumps();
       const box = $('#messages');
       const acct = this.active;
       const key = acct && acct.openKey;
       if (!key || key.startsWith('draft:') || box.scrollTop > 80) return;
       const st = acct.store(key);
       if (st.loaded && st.hasMore && !st.loading) { this.scrollMode = 'keep-older'; acct.loadHistory(key, true); }
-    });
+    }, { passive: true });
 
-    document.addEventListener('visibilitychange', () => {
-      if (document.visibilityState === 'visible' && this.active && this.active.openKey) {
-        this.active.maybeRead(this.active.openKey);
-      }
-    });
+    const wake = () => {
+      for (const a of this.accounts.values()) a.kick();
+      if (this.active && this.active.openKey) this.active.maybeRead(this.active.openKey);
+    };
+    document.addEventListener('visibilitychange', () => { if (document.visibilityState === 'visible') wake(); });
+    window.addEventListener('focus', wake);
     window.addEventListener('online', () => { for (const a of this.accounts.values()) a.kick(); });
+    window.addEventListener('hashchange', () => this.openFromHash());
     // leaving or reloading: ack what is stored now, so the next load does not replay it
-    window.addEventListener('pagehide', () => { for (const a of this.accounts.values()) a.flushAck(); });
+    window.addEventListener('pagehide', () => {
+      this.saveDraft();
+      for (const a of this.accounts.values()) { a.flushAck(); if (a.saveTimer) a.writeCache(); }
+    });
     window.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && !menu.hidden) { menu.hidden = true; return; }
-      if (e.key === 'Escape' && document.body.classList.contains('show-chat') && !document.querySelector('dialog[open]')) this.closeConv();
+      if (e.key !== 'Escape') return;
+      if (!$('#account-menu').hidden || !$('#mute-menu').hidden) { this.closeMenus(); return; }
+      if (document.body.classList.contains('show-chat') && !document.querySelector('dialog[open]')) this.closeConv();
     });
   },
 };
 
-window.chatsrvApp = app;   // for debugging in the console
+function isPhoneLayout() { return matchMedia('(max-width: 700px)').matches; }
+
+window.chatsrvApp = app;   // for debugging in the console, and for the tests
 app.boot();

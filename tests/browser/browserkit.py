@@ -4,6 +4,7 @@ port (the shared runner in tests/harness); `People` opens one browser context pe
 exception of its pages."""
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -15,6 +16,9 @@ from harness.server import ROOT, ServerProc  # noqa: F401 - ROOT is imported by 
 CHROMIUM = os.environ.get("CHATSRV_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 PASSWORD = "browser-pass-1"
 TIMEOUT_MS = 10_000
+# The two sizes every screen is checked at: a laptop, and a phone (touch, so Enter is a new line).
+DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True, "device_scale_factor": 2}
 
 try:
     from playwright.sync_api import sync_playwright, expect
@@ -89,10 +93,17 @@ class Person:
         expect(self.page.locator("#chat-title")).to_have_text(title)
         return self
 
+    @property
+    def phone(self) -> bool:
+        return bool(self.page.evaluate("matchMedia('(pointer: coarse)').matches"))
+
     def send(self, text: str):
         box = self.page.locator("#composer-input")
         box.fill(text)
-        box.press("Enter")
+        if self.phone:
+            self.page.click("#send-btn")       # on a phone Enter is a new line
+        else:
+            box.press("Enter")
         expect(self.message(text)).to_be_visible()
         # shown at once; wait until the server has it (no message still "Sending…")
         expect(self.page.locator("#messages .msg.pending")).to_have_count(0)
@@ -123,9 +134,17 @@ class People:
         self.errors: list[str] = []
         self.ignore_ws_errors = False
 
-    def new(self, prefix: str = "u", state=None, viewport=None, name: str | None = None) -> Person:
-        ctx = self.browser.new_context(storage_state=state, viewport=viewport or {"width": 1100, "height": 720})
+    def new(self, prefix: str = "u", state=None, viewport=None, name: str | None = None, device=None,
+            init_script: str | None = None, **context_args) -> Person:
+        """`device`: DESKTOP or PHONE (context options); `init_script` runs in every page
+        before the client's own scripts; other keywords go to `browser.new_context`."""
+        opts = dict(device or {"viewport": {"width": 1100, "height": 720}})
+        if viewport:
+            opts["viewport"] = viewport
+        ctx = self.browser.new_context(storage_state=state, **opts, **context_args)
         ctx.set_default_timeout(TIMEOUT_MS)
+        if init_script:
+            ctx.add_init_script(init_script)
         page = ctx.new_page()
         person = Person(self, name or uname(prefix), ctx, page)
         person.errors = []
@@ -145,3 +164,21 @@ class People:
     def close_all(self):
         for p in list(self.open):
             p.close()
+
+
+def first_message(sender: Person, receiver: Person, text: str):
+    """`sender` writes `text` to `receiver`, who opens the new chat and sees it."""
+    sender.start_chat(receiver.name)
+    sender.send(text)
+    receiver.open_conv(sender.name)
+    expect(receiver.message(text)).to_be_visible()
+
+
+@contextlib.contextmanager
+def people_on(browser, server):
+    """People on `server`; at the end every page is closed and any JavaScript error any of
+    them saw fails the test."""
+    ppl = People(browser, server)
+    yield ppl
+    ppl.close_all()
+    assert not ppl.errors, "JavaScript errors in the page:\n" + "\n".join(ppl.errors)

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from .browserkit import CHROMIUM, People, Server, sync_playwright
+from .browserkit import CHROMIUM, Server, people_on, sync_playwright
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,5 @@ def browser():
 
 @pytest.fixture
 def people(browser, chatsrv):
-    ppl = People(browser, chatsrv)
-    yield ppl
-    ppl.close_all()
-    assert not ppl.errors, "JavaScript errors in the page:\n" + "\n".join(ppl.errors)
+    with people_on(browser, chatsrv) as ppl:
+        yield ppl

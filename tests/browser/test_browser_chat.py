@@ -163,9 +163,27 @@ def test_group_create_message_info(people, tmp_path):
 
     # the removed member sees it and can no longer write
     b.open_conv("Hiking 2")
-    expect(b.page.locator("#banner")).to_have_text("You are no longer a member of this group.")
-    expect(b.page.locator("#composer-input")).to_be_disabled()
+    removed = "You were removed from this group. You can read what was said until then."
+    expect(b.page.locator("#banner")).to_have_text(removed)
+    expect(b.page.locator("#composer")).to_be_hidden()
     b.page.screenshot(path=str(tmp_path / "group_removed.png"))
+    # the group and what was said until the removal survive a reload
+    b.page.reload()
+    b.open_conv("Hiking 2")
+    expect(b.page.locator("#banner")).to_have_text(removed)
+    expect(b.message("hello group")).to_have_count(1)
+    expect(b.message("hi from cat")).to_have_count(1)
+    expect(b.page.locator("#messages .msg-sys").last).to_have_text(re.compile(re.escape(f"{a.name} removed {b.name}")))
+
+    # the owner leaves: the one left is told they own the group now, and the leaver keeps it to read
+    a.page.click("#info-btn")
+    a.page.click("#gi-leave")
+    a.page.click("#gi-leave")                            # the second click confirms
+    expect(c.page.locator("#messages .msg-sys").last).to_have_text(
+        re.compile(re.escape(f"{a.name} left. {c.name} is now the owner.")))
+    expect(a.page.locator("#banner")).to_have_text("You left this group. You can read what was said until then.")
+    c.page.click("#info-btn")
+    expect(c.page.locator("#gi-owner")).to_have_text(f"Owner: {c.name}")
 
 
 def test_history_pages_on_scroll_up(people):
@@ -261,7 +279,7 @@ def test_reconnect_resends_after_server_restart(browser, tmp_path):
 
         assert srv.stop() == 0
         expect(a.page.locator("#conn-status")).to_have_attribute("data-state", "offline")
-        expect(a.page.locator("#banner")).to_be_visible()
+        expect(a.page.locator("#net-banner")).to_be_visible()
         box = a.page.locator("#composer-input")
         box.fill("sent while the server was down")
         box.press("Enter")
