@@ -15,7 +15,7 @@ CORE_SRC := $(shell find chatsrv -name '*.pyx' -o -name '*.pxd' -o -name '*.pxi'
 # pyproject's [build-system] requires, pinned there (the core is built without isolation)
 BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r in tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"]))')
 
-.PHONY: screenshots all venv build sysdeps autobahn run test unit functional browser annotate bench locust clean
+.PHONY: screenshots all venv build sysdeps autobahn chaos fuzz run test unit functional browser annotate bench locust clean
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx and caddy in
 # front of the server, systemd-analyze for the units in deploy/, npm for axe-core, haproxy in front of
@@ -100,6 +100,21 @@ $(AXE): | sysdeps
 
 test: build $(STAMP) sysdeps $(AXE) autobahn
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# the fault scenarios at scale (docs/reliability.md), each bounded in time; not in make test
+CHAOS_REPORT ?= $(VENV)/chaos-report.txt
+chaos: build $(STAMP)
+	rm -f $(CHAOS_REPORT)
+	CHATSRV_CHAOS=1 CHATSRV_CHAOS_REPORT=$(abspath $(CHAOS_REPORT)) $(PY) -m pytest -q -s -p no:cacheprovider tests/chaos
+	@cat $(CHAOS_REPORT)
+
+# longer fuzzing than make test: the delivery state machine and the atheris parser target
+FUZZ_EXAMPLES ?= 40
+FUZZ_STEPS ?= 60
+FUZZ_SECONDS ?= 600
+fuzz: build $(STAMP)
+	CHATSRV_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) CHATSRV_FUZZ_STEPS=$(FUZZ_STEPS) CHATSRV_FUZZ_SECONDS=$(FUZZ_SECONDS) \
+	  $(PY) -m pytest -q -s -p no:cacheprovider tests/functional/test_fuzz_delivery.py tests/unit/test_fuzz_proto.py
 
 unit: build $(STAMP)
 	$(PY) -m pytest -q tests/unit

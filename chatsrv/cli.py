@@ -57,13 +57,45 @@ def parser():
                        help="print the effective settings (TOML, with where each came from) and exit")
     for name, typ, default, help_ in C.OPTIONS:
         _add_setting(serve, name, typ, default, help_)
-    au = sub.add_parser("adduser", help="create an account (reads the password from stdin); "
-                                        "for servers run with --no-signup")
+    us = sub.add_parser("user", help="accounts: add, list, passwd, disable, enable, delete",
+                        description="Accounts. Safe while the server runs, except delete.")
+    usub = us.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for name, help_ in (("add", "create an account (password from stdin, or asked on a terminal)"),
+                        ("passwd", "set an account's password (from stdin, or asked on a terminal)"),
+                        ("disable", "stop an account from logging in or authenticating (its data stays)"),
+                        ("enable", "undo disable"),
+                        ("delete", "delete an account: its tokens, devices, inbox, memberships and push "
+                                   "subscriptions (its messages stay in their conversations, its name stays "
+                                   "taken); needs the server stopped")):
+        a = usub.add_parser(name, help=help_, description=help_[0].upper() + help_[1:] + ".")
+        _add_data(a)
+        a.add_argument("user", help="user name")
+        if name == "passwd":
+            a.add_argument("--sign-out", action="store_true", help="also sign out every device of the account")
+        if name == "delete":
+            a.add_argument("--yes", action="store_true", help="do not ask to confirm")
+    _add_data(usub.add_parser("list", help="every account with its status, devices and last seen"))
+    au = sub.add_parser("adduser", help="the same as `user add`")
     _add_data(au)
     au.add_argument("user", help="user name (^[a-z0-9_]{3,32}$)")
+    se = sub.add_parser("sessions", help="an account's devices, with last seen, read position and push")
+    _add_data(se)
+    se.add_argument("user")
+    lo = sub.add_parser("logout", help="sign out one device of an account, or all of them (revokes their tokens "
+                                       "and push subscriptions)")
+    _add_data(lo)
+    lo.add_argument("user")
+    lo.add_argument("device", nargs="?", help="the device (see `chatsrv sessions USER`); all when omitted")
+    _add_data(sub.add_parser("stats", help="users, conversations, messages, data size and map use"))
+    _add_data(sub.add_parser("check", help="verify a data directory's invariants (seqs and inboxes without "
+                                           "gaps, every inbox entry pointing at a message)"))
     bk = sub.add_parser("backup", help="copy a data directory (the server may be running) to DEST")
     _add_data(bk)
     bk.add_argument("dest", help="new directory to create with the copy")
+    rs = sub.add_parser("restore", help="copy a backup into the data directory (the server must be stopped)")
+    _add_data(rs)
+    rs.add_argument("backup", help="a directory made by `chatsrv backup`")
+    rs.add_argument("--force", action="store_true", help="move a database already in the data directory aside")
     return ap
 
 
@@ -98,8 +130,6 @@ def main(argv=None):
         from .server import serve
 
         return serve(cfg)
-    if args.cmd == "adduser":
-        return adduser(cfg.data, args.user)
     if args.cmd == "backup":
         from .datadir import NoDatabase
         from .store.lmdb import backup
@@ -111,33 +141,123 @@ def main(argv=None):
             return 1
         print(f"copied {cfg.data} to {args.dest}")
         return 0
-    return 2
+    name = f"chatsrv {args.cmd}" + (f" {args.action}" if args.cmd == "user" else "")
+    try:
+        return admin_command(args, cfg.data)
+    except Exception as e:       # noqa: BLE001 - one line for what the operator can fix
+        import lmdb
+
+        from .admin import AdminError
+
+        if not isinstance(e, (AdminError, OSError, lmdb.Error, ValueError)):
+            raise
+        print(f"{name}: {e}", file=sys.stderr)
+        return 1
 
 
-def adduser(data, user):
+def read_password(prompt="password: "):
+    """From the terminal (asked twice), or the first line of stdin."""
     import getpass
 
     from . import proto as P
-    from .auth import Passwords
-    from .datadir import NoDatabase, require_database
-    from .store.lmdb import add_user
 
+    if sys.stdin.isatty():
+        pw = getpass.getpass(prompt)
+        if getpass.getpass("again: ") != pw:
+            raise ValueError("the passwords differ")
+    else:
+        pw = sys.stdin.readline().rstrip("\n")
+    P.password("password", pw)
+    return pw
+
+
+def _hash(pw):
+    from .auth import Passwords
+
+    p = Passwords()
     try:
-        require_database(data)
-    except NoDatabase as e:
-        print(f"chatsrv adduser: {e}", file=sys.stderr)
-        return 1
-    pw = getpass.getpass("password: ") if sys.stdin.isatty() else sys.stdin.readline().rstrip("\n")
+        return p.hasher.hash(pw)
+    finally:
+        p.close()
+
+
+def _running_note(data, what):
+    from . import datadir
+
+    if datadir.in_use(data):
+        print(f"note: the server is running: {what}")
+
+
+def admin_command(args, data):
+    from . import admin
+    from . import proto as P
+
+    cmd = "user " + args.action if args.cmd == "user" else args.cmd
+    if cmd in ("user add", "adduser"):
+        P.user_name("user", args.user)
+        pw_hash = _hash(read_password())
+        store = admin.open_store(data)
+        try:
+            admin.user_add(store, args.user, pw_hash)
+        finally:
+            store.close()
+        print(f"created {args.user}")
+        return 0
+    if cmd == "restore":
+        aside = admin.restore(args.backup, data, args.force)
+        if aside:
+            print(f"moved the database that was in {data} to {aside}")
+        store = admin.open_store(data)
+        try:
+            problems = admin.check(store)
+        finally:
+            store.close()
+        print(f"restored {args.backup} to {data}" + ("; check: ok" if not problems else ""))
+        for p in problems:
+            print(f"check: {p}")
+        return 0 if not problems else 1
+    store = admin.open_store(data)
     try:
-        P.user_name("user", user)
-        P.password("password", pw)
-    except ValueError as e:
-        print(f"chatsrv adduser: {e}", file=sys.stderr)
-        return 1
-    if not add_user(data, user, Passwords().hasher.hash(pw)):
-        print(f"chatsrv adduser: {user} exists", file=sys.stderr)
-        return 1
-    print(f"created {user}")
+        if cmd == "user list":
+            print(admin.user_list(store))
+        elif cmd == "user passwd":
+            admin.account(store, args.user)
+            pw_hash = _hash(read_password("new password: "))
+            out = admin.user_passwd(store, args.user, pw_hash, args.sign_out)
+            print(f"password of {args.user} changed" + (f"; signed out {', '.join(out)}" if out else ""))
+        elif cmd in ("user disable", "user enable"):
+            admin.user_disable(store, args.user, cmd == "user disable")
+            print(f"{args.user} {cmd.split()[1]}d")
+            if cmd == "user disable":
+                _running_note(data, f"{args.user} cannot log in or authenticate from now on; connections "
+                                    "open now stay until they close (restart the server to end them now)")
+        elif cmd == "user delete":
+            if not args.yes:
+                if not sys.stdin.isatty():
+                    raise admin.AdminError("deleting cannot be undone: add --yes to confirm")
+                if input(f"delete {args.user} and everything of theirs but their messages? "
+                         f"type the name to confirm: ") != args.user:
+                    raise admin.AdminError("not confirmed")
+            out = admin.user_delete(store, data, args.user)
+            print(f"deleted {args.user}: {len(out['devices'])} device(s) signed out, left {out['groups']} group(s) "
+                  f"and {out['direct']} direct conversation(s); their messages stay, the name stays taken")
+        elif cmd == "sessions":
+            print(admin.sessions(store, args.user))
+        elif cmd == "logout":
+            out = admin.logout(store, args.user, args.device)
+            print(f"signed out {', '.join(out) if out else 'no device'} of {args.user}")
+            _running_note(data, "their tokens no longer work; connections open now stay until they close "
+                                "(restart the server to end them now)")
+        elif cmd == "stats":
+            print(admin.stats(store, data))
+        elif cmd == "check":
+            problems = admin.check(store)
+            for p in problems:
+                print(p)
+            print("ok" if not problems else f"{len(problems)} problem(s)")
+            return 0 if not problems else 1
+    finally:
+        store.close()
     return 0
 
 

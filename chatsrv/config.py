@@ -133,7 +133,7 @@ OPTIONS = [
                                  "env: comma-separated); the server's own origins are always allowed"),
     ("trusted_proxy", list, [], "address of a reverse proxy (repeatable; env: comma-separated) whose "
                                 "X-Forwarded-For names the client, for the per-address login throttle"),
-    ("signup", bool, True, "anyone may sign up; off (--no-signup): accounts are made with `chatsrv adduser`"),
+    ("signup", bool, True, "anyone may sign up; off (--no-signup): accounts are made with `chatsrv user add`"),
     ("ping_interval", SECONDS, 20.0, "silence on a connection before the server pings it"),
     ("ping_timeout", SECONDS, 20.0, "time to wait for the pong before dropping the connection"),
     ("max_message_bytes", SIZE, 16384, "largest message body in UTF-8 bytes (else too_large)"),
@@ -188,6 +188,19 @@ OPTIONS += [
     ("push_timeout", SECONDS, 10.0, "time to connect to, and to wait for, a push service"),
 ]
 
+# attachments (chatsrv/files/, docs/protocol.md §13)
+OPTIONS += [
+    ("max_file_bytes", SIZE, 25 * MiB, "largest attachment (else too_large)"),
+    ("file_quota", SIZE, 1 * GiB, "attachments each user may keep stored, 0 for no limit (else too_large)"),
+    ("max_uploads", int, 4, "uploads in flight per connection (else rate_limited)"),
+    ("max_image_pixels", int, 64_000_000, "width x height x frames of an image at most, checked before "
+                                          "decoding (else too_large); bounds the memory one image takes"),
+    ("file_url_ttl", WHOLE_SECONDS, 600, "how long a signed download URL stays valid"),
+    ("unsent_file_ttl", WHOLE_SECONDS, 86400, "how long an uploaded file that no message carries is kept"),
+    ("max_attachments", int, 10, "attachments one message may carry at most (else too_large)"),
+]
+
+
 def vapid_subject_ok(subject):
     """A VAPID subject is a mailto: address or an https: URL (RFC 8292 2.1)."""
     if not subject:
@@ -207,7 +220,9 @@ CHOICES = {"log_level": ("debug", "info", "warning", "error"), "log_format": ("t
 CHECKS = {"vapid_subject": (lambda v: v == "" or vapid_subject_ok(v),
                             "expected a mailto: address or an https: URL")}
 RANGES = {"port": (0, 65535), "push_workers": (1, 64), "max_batch": (1, 1 << 20),
-          "map_size": (MiB, math.inf)}     # below about 1 MiB LMDB cannot even make its tables
+          "map_size": (MiB, math.inf),     # below about 1 MiB LMDB cannot even make its tables
+          "max_file_bytes": (1, 1 << 40), "max_uploads": (1, 1024), "max_image_pixels": (1, 10**10),
+          "file_url_ttl": (1, 10**7), "unsent_file_ttl": (1, 10**9), "max_attachments": (1, 1000)}
 
 BY_NAME = {o[0]: o for o in OPTIONS}
 

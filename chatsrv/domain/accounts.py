@@ -7,7 +7,7 @@ import logging
 
 from .. import proto as P
 from ..proto import ProtocolError
-from ..store import Unavailable
+from ..store import Conv, Unavailable, User
 from .errors import UNAVAILABLE
 
 log = logging.getLogger("chatsrv.accounts")
@@ -83,7 +83,7 @@ class Accounts:
         try:
             with self.store.read() as r:
                 rec = r.user(req.user)
-            good, rehash = await self.passwords.verify(rec.pw if rec else None, req.password)
+            good, rehash = await self.passwords.verify(rec.pw if rec and not rec.deleted else None, req.password)
         finally:
             self.hashing -= 1
         if not good:
@@ -91,6 +91,8 @@ class Accounts:
             raise ProtocolError(req.rid, P.UNAUTHORIZED, "wrong user name or password")
         self.throttle_user.forgive(req.user, stamps[0])
         self.throttle_addr.forgive(conn.addr, stamps[1])
+        if rec.disabled:
+            raise ProtocolError(req.rid, P.FORBIDDEN, "this account is disabled")
         if conn.closing:
             return
         token, selector, mac = self.tokens.new()
@@ -109,6 +111,9 @@ class Accounts:
             found = r.token(selector) if selector is not None else None
             if found is None or not self.tokens.check(req.token, found.mac):
                 raise ProtocolError(req.rid, P.UNAUTHORIZED, "invalid or revoked token")
+            account = r.user(found.user)
+            if account is None or account.disabled:
+                raise ProtocolError(req.rid, P.FORBIDDEN, "this account is disabled")
             cursor = r.cursor(found.user, found.device)
         self.authenticated(conn, req, found.user, found.device, cursor or 0,
                            {"user": found.user, "device": found.device})
@@ -157,6 +162,7 @@ class Accounts:
 
 
 # --- write ops
+
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -227,3 +233,59 @@ class ChangePassword:
         for d in others:
             RevokeDevice(self.user, d)(w)
         return others
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetDeviceSeen:
+    """The end of a device's connection (what `chatsrv sessions` shows as last seen)."""
+    user: str
+    device: str
+    ms: int
+
+    def __call__(self, w):
+        w.set_device_seen(self.user, self.device, self.ms)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetDisabled:
+    """Disables or enables an account -> False when there is no such account."""
+    user: str
+    disabled: bool
+
+    def __call__(self, w):
+        u = w.user(self.user)
+        if u is None or u.deleted:
+            return False
+        w.put_user(self.user, User(u.pw, u.ts, self.disabled))
+        return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeleteAccount:
+    """Deletes an account's credentials, tokens, devices, inbox, memberships, push
+    subscriptions and mutes; it leaves every group it was in (ownership passes to the
+    longest-standing member) and its direct conversations (no one can send into those any
+more; the peer keeps reading them). The messages it sent stay in
+    their conversations, under its name, which stays taken (a tombstone) so that nobody
+    else can sign up as it and read them. -> {"devices", "groups", "direct"} or None
+    when there is no such account."""
+    user: str
+
+    def __call__(self, w):
+        u = w.user(self.user)
+        if u is None or u.deleted:
+            return None
+        out = {"devices": w.devices(self.user), "groups": 0, "direct": 0}
+        for conv, _ in w.memberships(self.user):
+            c = w.conv(conv)
+            if c is None or self.user not in c.members:
+                continue
+            # a direct conversation keeps no member: nobody can send into it any more, and the
+            # peer still reads it through its own membership
+            after = [m for m in c.members if m != self.user] if c.kind == "group" else []
+            owner = c.owner if c.owner != self.user else (after[0] if after else None)
+            w.put_conv(conv, Conv(c.kind, after, c.name, owner, c.ts))
+            out["groups" if c.kind == "group" else "direct"] += 1
+        w.delete_user_rows(self.user)
+        w.put_user(self.user, User("", u.ts, disabled=True, deleted=True))
+        return out

@@ -9,6 +9,10 @@ from ..proto import ProtocolError
 from . import errors
 
 
+def _ignore(result, error):
+    pass
+
+
 class Context:
     def __init__(self, cfg, store, writer, router, loop, notifier):
         self.cfg = cfg
@@ -48,6 +52,14 @@ class Context:
             self.writer.submit(op, finish)
         except RuntimeError:
             raise ProtocolError(req.rid, P.UNAVAILABLE, "server is shutting down") from None
+
+    def write_quietly(self, op):
+        """Submits a write op nobody waits for (a record kept for the operator); dropped
+        while the server shuts down."""
+        try:
+            self.writer.submit(op, _ignore)
+        except RuntimeError:
+            pass
 
     def written(self, op):
         """A write op as an awaitable of its result, for ops that are coroutines."""

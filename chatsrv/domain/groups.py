@@ -74,7 +74,8 @@ class GroupChanged:
 
 def _users_exist(w, users):
     for u in users:
-        if w.user(u) is None:
+        account = w.user(u)
+        if account is None or account.deleted:
             raise NoSuchUser(u)
 
 

@@ -10,8 +10,8 @@ import orjson
 from .. import proto as P
 from ..metrics import Hist
 from ..proto import ProtocolError
-from ..store import Refusal
-from .accounts import Accounts
+from ..store import Refusal, now_ms
+from .accounts import Accounts, SetDeviceSeen
 from .context import Context
 from .groups import Groups
 from .messages import Messages
@@ -70,8 +70,11 @@ class Hub:
         if conn.timer is not None:
             conn.timer.cancel()
             conn.timer = None
-        if conn.authed and self.router.detach(conn):
-            self.presence.went_offline(conn.user)
+        if conn.authed:
+            # what `chatsrv sessions` shows as the device's last seen
+            self.ctx.write_quietly(SetDeviceSeen(conn.user, conn.device, now_ms()))
+            if self.router.detach(conn):
+                self.presence.went_offline(conn.user)
         self.watching.closed(conn)
 
     def _auth_timeout(self, conn):

@@ -42,11 +42,14 @@ class Messages:
             if req.to == user:
                 raise ProtocolError(req.rid, P.BAD_REQUEST, "cannot send to yourself")
             conv = convid.direct(user, req.to)
-            if self.ctx.members(conv) is None:
+            members = self.ctx.members(conv)
+            if members is None or user not in members:
                 with self.store.read() as r:
-                    if r.user(req.to) is None:
-                        raise ProtocolError(req.rid, P.NOT_FOUND, "no such user")
-                new_conv = tuple(sorted((user, req.to)))
+                    peer = r.user(req.to)
+                if peer is None or peer.deleted:     # a deleted account's direct conv has no members
+                    raise ProtocolError(req.rid, P.NOT_FOUND, "no such user")
+                if members is None:
+                    new_conv = tuple(sorted((user, req.to)))
         else:
             conv = req.conv
             # an early answer; the store checks again against what is committed
@@ -138,7 +141,7 @@ class Messages:
                 item = {"conv": conv, "kind": rec.kind}
                 last_obj = orjson.loads(b"{" + last) if last is not None else None
                 if rec.kind == "direct":
-                    item["peer"] = next((u for u in rec.members if u != user), user)
+                    item["peer"] = convid.peer(conv, user)
                 elif left:
                     # the name they knew: renames after their departure are not theirs to see
                     item["name"] = (last_obj or {}).get("sys", {}).get("name") or rec.name

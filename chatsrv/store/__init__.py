@@ -27,11 +27,16 @@ Reader (every method also on WriteTxn, reading the transaction's own writes):
   cursor(user, device) -> int|None         cursors(user) -> [int]
   read_seq(user, conv) -> int              delivered(user, conv) -> int
   last_seen(user) -> int                   devices(user) -> [device]  (those with a token)
+  device_seen(user, device) -> int  (ms its last connection ended, 0 if none)
+  users() -> [(name, User)]  (every account, in name order)
   device_tokens(user, device) -> [selector]
   push_subscriptions(user) -> [(device, PushSub)]   push_subscription(user, device) -> PushSub|None
   muted_until(user, conv) -> int
 WriteTxn:
   create_user(user, pw_hash) -> bool (False: taken)   set_password_hash(user, pw_hash)
+  put_user(user, User)                     set_device_seen(user, device, ms)
+  delete_user_rows(user)   (every row keyed by the user: tokens, devices, inbox, reads, cids,
+                            memberships, push subscriptions, mutes; not the account, not messages)
   put_token(user, device, selector, mac)   delete_token(user, device, selector)
   set_cursor(user, device, pos)            set_read(user, conv, seq)
   set_delivered(user, conv, seq)           set_seen(user, ms)
@@ -56,8 +61,10 @@ def now_ms():
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class User:
-    pw: str          # argon2 hash
+    pw: str          # argon2 hash ("" for a deleted account)
     ts: int = 0      # ms created
+    disabled: bool = False   # may not log in or authenticate (`chatsrv user disable`)
+    deleted: bool = False    # deleted by the operator: its name stays taken, its rows are gone
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -12,7 +12,9 @@ from .. import convid
 from . import Appended, Conv, Membership, NotMember, Token, User, now_ms
 
 TABLES = ("users", "tokens", "devtokens", "convs", "members", "msgs", "inbox", "reads", "cursors", "cids",
-          "delivered", "seen", "pushsubs", "mutes")
+          "delivered", "seen", "pushsubs", "mutes", "devseen")
+USER_TABLES = ("devtokens", "members", "inbox", "reads", "cursors", "cids", "delivered", "seen", "pushsubs",
+               "mutes", "devseen")
 
 
 def _pairs(table, first):
@@ -91,6 +93,12 @@ class MemoryRead:
     def last_seen(self, user):
         return self.t["seen"].get(user, 0)
 
+    def device_seen(self, user, device):
+        return self.t["devseen"].get((user, device), 0)
+
+    def users(self):
+        return sorted(self.t["users"].items(), key=lambda kv: kv[0].encode())
+
     def devices(self, user):
         return sorted(d for (u, d), sels in self.t["devtokens"].items() if u == user and sels)
 
@@ -155,6 +163,21 @@ class MemoryWrite(MemoryRead):
 
     def set_seen(self, user, ms):
         self.t["seen"][user] = ms
+
+    def set_device_seen(self, user, device, ms):
+        self.t["devseen"][(user, device)] = ms
+
+    def put_user(self, user, u):
+        self.t["users"][user] = u
+
+    def delete_user_rows(self, user):
+        for sels in [v for (u, _), v in self.t["devtokens"].items() if u == user]:
+            for sel in sels:
+                self.t["tokens"].pop(sel, None)
+        for table in USER_TABLES:
+            tab = self.t[table]
+            for k in [k for k in tab if k == user or (type(k) is tuple and k[0] == user)]:
+                del tab[k]
 
     def create_conv(self, conv, c):
         if conv in self.t["convs"]:

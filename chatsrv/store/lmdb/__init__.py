@@ -51,6 +51,11 @@ def _conv_rec(c):
     return orjson.dumps(rec)
 
 
+def _user(v):
+    d = orjson.loads(v)
+    return User(d["pw"], d.get("ts", 0), d.get("disabled", False), d.get("deleted", False))
+
+
 def _conv(v):
     d = orjson.loads(v)
     return Conv(d["kind"], d["members"], d.get("name"), d.get("owner"), d.get("ts", 0))
@@ -80,8 +85,10 @@ class LmdbRead:
         v = self._get("users", name.encode())
         if v is None:
             return None
-        d = orjson.loads(v)
-        return User(d["pw"], d.get("ts", 0))
+        return _user(v)
+
+    def users(self):
+        return [(k.decode(), _user(v)) for k, v in self.txn.cursor(db=self.db["users"])]
 
     def token(self, selector):
         v = self._get("tokens", selector)
@@ -158,6 +165,9 @@ class LmdbRead:
     def last_seen(self, user):
         return _u64_or(self._get("seen", user.encode()), 0)
 
+    def device_seen(self, user, device):
+        return _u64_or(self._get("devseen", L.pair(user, device)), 0)
+
     def devices(self, user):
         prefix = L.under(user)
         return sorted({L.device_of_devtoken(k, prefix) for k, _ in _scan(self.txn, self.db["devtokens"], prefix)})
@@ -233,6 +243,27 @@ class LmdbWrite(LmdbRead):
     def set_seen(self, user, ms):
         self._put("seen", user.encode(), L.u64(ms))
 
+    def set_device_seen(self, user, device, ms):
+        self._put("devseen", L.pair(user, device), L.u64(ms))
+
+    def put_user(self, user, u):
+        rec = {"pw": u.pw, "ts": u.ts}
+        if u.disabled:
+            rec["disabled"] = True
+        if u.deleted:
+            rec["deleted"] = True
+        self._put("users", user.encode(), orjson.dumps(rec))
+
+    def delete_user_rows(self, user):
+        for selector in [k[len(L.under(user)):].split(b"\0", 1)[1]
+                         for k, _ in _scan(self.txn, self.db["devtokens"], L.under(user))]:
+            self._delete("tokens", selector)
+        for table in L.USER_TABLES:
+            for k in [k for k, _ in _scan(self.txn, self.db[table], L.under(user))]:
+                self._delete(table, k)
+        self._delete("seen", user.encode())     # keyed by the name alone
+        self.s.appender.forget()     # inbox heads cached for this user
+
     def create_conv(self, conv, c):
         if not self._put("convs", conv.encode(), _conv_rec(c), overwrite=False):
             return False
@@ -282,6 +313,34 @@ class LmdbStore:
         """{"map_size", "map_used" (bytes up to the last page in use), "users"}: a few
         microseconds, for the metrics at scrape time."""
         return _usage(self.env, self.dbs["users"])
+
+    def counts(self):
+        """{"users", "conversations", "messages", "inbox_entries"}: row counts, O(1)."""
+        with self.env.begin() as txn:
+            return {name: txn.stat(self.dbs[table])["entries"] for name, table in
+                    (("users", "users"), ("conversations", "convs"), ("messages", "msgs"),
+                     ("inbox_entries", "inbox"))}
+
+    def walk(self, what):
+        """For `chatsrv check`, in key order in one snapshot: "messages" -> (conv, seq);
+        "inboxes" -> (user, pos, conv, seq, exists) where exists says the message is there;
+        "conversations" -> (conv, Conv); "cursors" -> (user, device, pos)."""
+        with self.env.begin() as txn:
+            if what == "messages":
+                for k in txn.cursor(db=self.dbs["msgs"]).iternext(values=False):
+                    yield L.conv_of_msg(k), L.tail_u64(k)
+            elif what == "inboxes":
+                msgs = self.dbs["msgs"]
+                for k, v in txn.cursor(db=self.dbs["inbox"]):
+                    yield (k[:len(k) - 9].decode(), L.tail_u64(k), L.conv_of_msg(v), L.tail_u64(v),
+                           txn.get(v, db=msgs) is not None)
+            elif what == "conversations":
+                for k, v in txn.cursor(db=self.dbs["convs"]):
+                    yield k.decode(), _conv(v)
+            elif what == "cursors":
+                for k, v in txn.cursor(db=self.dbs["cursors"]):
+                    user, device = k.decode().split("\0", 1)
+                    yield user, device, L.tail_u64(v)
 
     @contextlib.contextmanager
     def read(self):

@@ -19,13 +19,17 @@ keys sort by number under their prefix.
   seen      user                    -> ms the user was last online
   pushsubs  user\\0device            -> {"endpoint", "p256dh", "auth", "ts"}
   mutes     user\\0conv              -> until (ms since the epoch)
+  devseen   user\\0device            -> ms the device's last connection ended
 """
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from libc.string cimport memcpy
 from libc.stdint cimport uint64_t, uint8_t
 
 TABLES = ("users", "tokens", "devtokens", "convs", "members", "msgs", "inbox", "reads", "cursors", "cids",
-          "delivered", "seen", "pushsubs", "mutes")
+          "delivered", "seen", "pushsubs", "mutes", "devseen")
+# the tables whose rows are a user's own, keyed user\0... (and seen, keyed by the name)
+USER_TABLES = ("devtokens", "members", "inbox", "reads", "cursors", "cids", "delivered", "pushsubs", "mutes",
+               "devseen")
 
 # past every prefix + u64 key: the upper bound of a scan under a prefix
 MAX_U64 = b"\xff" * 8

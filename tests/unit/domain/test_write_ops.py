@@ -104,3 +104,23 @@ def test_every_refusal_maps_to_a_protocol_error():
         e = errors.wire(7, exc)
         assert (e.rid, e.code) == (7, code), exc
 
+
+
+async def test_deleting_an_account_leaves_its_groups_and_keeps_messages_and_name(store):
+    from chatsrv.domain.accounts import CreateUser, DeleteAccount, SetDisabled
+
+    conv = "d:ann:bob"
+    out = await results(store, CreateGroup("g:one", "bob", "g", ["ann", "cat"], 10),
+                        AppendMessage("bob", conv, "hi", "c1", ("ann", "bob")), AddToken("bob", "phone", b"s", b"m"))
+    assert not any(isinstance(o, Exception) for o in out)
+    deleted, again, created, disabled = await results(store, DeleteAccount("bob"), DeleteAccount("bob"),
+                                                      CreateUser("bob", "h2"), SetDisabled("bob", True))
+    assert deleted == {"devices": ["phone"], "groups": 1, "direct": 1}
+    assert again is None and created is False and disabled is False      # the name stays taken
+    with store.read() as r:
+        g = r.conv("g:one")
+        assert g.members == ["ann", "cat"] and g.owner == "ann"           # ownership passed on
+        assert r.members(conv) == [] and r.membership("ann", conv) is not None
+        assert r.history(conv, None, 10)                                 # the message stays
+        assert r.user("bob").deleted and r.user("bob").pw == "" and r.token(b"s") is None
+        assert r.memberships("bob") == [] and r.inbox_head("bob") == 0

@@ -193,3 +193,32 @@ async def test_readers_see_only_committed_writes(store, n):
         assert before.last_seq("d:a11:b22") == n        # a read began before the commit keeps its view
     with store.read() as r:
         assert r.last_seq("d:a11:b22") == n + 1
+
+
+async def test_an_account_is_listed_disabled_and_its_rows_deleted(store):
+    from chatsrv.domain.accounts import AddToken
+    from chatsrv.store import User
+
+    conv = "d:a11:b22"
+    with store.write() as w:
+        for u in ("a11", "b22", "a1"):
+            w.create_user(u, "h")
+    await run_ops(store, [AddToken("a11", "phone", b"sel1", b"m"), AppendMessage("b22", conv, "x", "c1", DIRECT)])
+    with store.write() as w:
+        w.set_device_seen("a11", "phone", 1234)
+        w.set_seen("a11", 99)
+        w.put_push_subscription("a11", "phone", PushSub("https://push.example/1", "k", "a"))
+        w.put_user("b22", User("h", 5, disabled=True))
+    with store.read() as r:
+        assert [n for n, _ in r.users()] == ["a1", "a11", "b22"]
+        assert r.user("b22") == User("h", 5, True, False) and r.device_seen("a11", "phone") == 1234
+        assert r.device_seen("a11", "laptop") == 0
+    with store.write() as w:
+        w.delete_user_rows("a11")
+    with store.read() as r:
+        assert r.token(b"sel1") is None and r.devices("a11") == [] and r.cursor("a11", "phone") is None
+        assert r.inbox_head("a11") == 0 and r.memberships("a11") == [] and r.last_seen("a11") == 0
+        assert r.push_subscriptions("a11") == [] and r.device_seen("a11", "phone") == 0
+        assert r.user("a11") is not None                       # the account record is the domain's
+        assert r.inbox_head("b22") == 1 and r.last_seq(conv) == 1  # nobody else's rows
+        assert r.user("a1") is not None
