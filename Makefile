@@ -18,9 +18,10 @@ BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r 
 .PHONY: screenshots all venv build sysdeps autobahn chaos fuzz run test unit functional browser annotate bench locust clean
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx and caddy in
-# front of the server, systemd-analyze for the units in deploy/, npm for axe-core); installed only when missing.
-SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze npm
-SYSDEPS_PKGS := prometheus chromium nginx caddy systemd npm
+# front of the server, systemd-analyze for the units in deploy/, npm for axe-core, haproxy in front of
+# several nodes); installed only when missing.
+SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze npm haproxy
+SYSDEPS_PKGS := prometheus chromium nginx caddy systemd npm haproxy
 # axe-core checks the web client's accessibility in tests/browser; served to the page by the tests only
 AXE_VERSION := 4.14.1
 AXE := tests/browser/node_modules/axe-core/axe.min.js

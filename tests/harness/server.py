@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -14,12 +13,13 @@ from pathlib import Path
 from typing import Optional
 
 from .net import HOST, free_port, http_get
+from .proc import Managed
 
 ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 10.0
 
 
-class ServerProc:
+class ServerProc(Managed):
     """One server subprocess. `env` is added to this process's environment without its
     CHATSRV_* variables (a developer's shell settings must not change a test); `cpu` pins
     the server with taskset; `cwd` is the checkout whose chatsrv runs."""
@@ -58,11 +58,7 @@ class ServerProc:
             cmd = self.argv(self.port)
             if self.cpu is not None and shutil.which("taskset"):
                 cmd = ["taskset", "-c", str(self.cpu), *cmd]    # taskset execs: the pid is the server's
-            with open(self.log_path, "ab") as log:
-                log.write(f"\n=== start {' '.join(cmd)}\n".encode())
-                log.flush()
-                self.proc = subprocess.Popen(cmd, cwd=self.cwd, stdin=subprocess.DEVNULL,
-                                             stdout=log, stderr=subprocess.STDOUT, env=env)
+            self.spawn(cmd, cwd=self.cwd, env=env)
             if self._wait_ready(timeout):
                 return self
             if self.proc.poll() is None:
@@ -88,42 +84,9 @@ class ServerProc:
             time.sleep(0.05)
         return False
 
-    def stop(self, timeout: float = 10.0) -> int:
-        """SIGTERM; returns the exit code (kills and raises when it hangs)."""
-        p = self.proc
-        if p is None or p.poll() is not None:
-            return p.returncode if p is not None else 0
-        p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            raise AssertionError(f"{self.name} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
-
-    def kill9(self) -> None:
-        p = self.proc
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            p.wait(10)
-
     def restart(self) -> "ServerProc":
         """Start again on the same data directory (after stop() or kill9())."""
         return self.start()
-
-    def __enter__(self) -> "ServerProc":
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
 
     # -------------------------------------------------------------- addresses
     @property
@@ -133,10 +96,3 @@ class ServerProc:
     @property
     def origin(self) -> str:
         return f"http://{HOST}:{self.port}"
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return "\n".join(lines[-n:])
