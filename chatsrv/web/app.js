@@ -745,7 +745,7 @@ class Account {
     if (c) c.muted_until = until;
     if (until > Date.now()) notifier.clear(this, conv);
     app.changed(this, 'convs');
-    notifier.shareState();
+    await notifier.writeState();      // at once: the page may close right after a mute
     this.saveCache();
   }
 
@@ -963,8 +963,13 @@ const notifier = {
 
   /** Mutes, names and unread counts for sw.js, which sees pushes while no page is open. */
   shareState() {
-    clearTimeout(this.stateTimer);
-    this.stateTimer = setTimeout(async () => {
+    // at most 200 ms late, and never postponed again by the next event: a debounce that
+    // events kept resetting could leave the worker without a mute when the page closes
+    if (this.stateTimer) return;
+    this.stateTimer = setTimeout(() => { this.stateTimer = null; this.writeState(); }, 200);
+  },
+
+  async writeState() {
       if (!('caches' in window)) return;
       const state = { mutes: {}, names: {}, unread: {} };
       for (const a of app.accounts.values()) {
@@ -979,7 +984,6 @@ const notifier = {
         const cache = await caches.open(STATE_CACHE);
         await cache.put(STATE_URL, new Response(JSON.stringify(state), { headers: { 'Content-Type': 'application/json' } }));
       } catch { /* storage unavailable */ }
-    }, 200);
   },
 };
 
@@ -1866,6 +1870,7 @@ const app = {
     window.addEventListener('pagehide', () => {
       this.saveDraft();
       for (const a of this.accounts.values()) { a.flushAck(); if (a.saveTimer) a.writeCache(); }
+      if (notifier.stateTimer) notifier.writeState();
     });
     window.addEventListener('keydown', (e) => {
       if (e.key !== 'Escape') return;
