@@ -19,7 +19,8 @@ BUILD_REQS = $(shell $(PYTHON) -c 'import tomllib; print(" ".join(repr(r) for r 
 
 # Debian packages the tests use (promtool from prometheus, chromium for tests/browser, nginx and caddy in
 # front of the server, systemd-analyze for the units in deploy/, npm for axe-core, haproxy in front of
-# several nodes); installed only when missing.
+# several nodes); each installed only when its command is missing (a machine whose Node.js
+# ships npm must not be given Debian's npm, which conflicts with it).
 SYSDEPS_CMDS := promtool chromium nginx caddy systemd-analyze npm haproxy
 SYSDEPS_PKGS := prometheus chromium nginx caddy systemd npm haproxy
 # axe-core checks the web client's accessibility in tests/browser; served to the page by the tests only
@@ -89,10 +90,12 @@ run: build
 	$(VENV)/bin/chatsrv serve --host $(HOST) --port $(PORT) --data $(DATA)
 
 sysdeps:
-	@missing=""; for c in $(SYSDEPS_CMDS); do command -v $$c >/dev/null || missing=1; done; \
-	if [ -n "$$missing" ]; then \
+	@set -- $(SYSDEPS_PKGS); pkgs=""; for c in $(SYSDEPS_CMDS); do \
+		command -v $$c >/dev/null || pkgs="$$pkgs $$1"; shift; \
+	done; \
+	if [ -n "$$pkgs" ]; then \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(SYSDEPS_PKGS); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$pkgs; \
 	fi
 
 $(AXE): | sysdeps
